@@ -1,0 +1,124 @@
+"""``mbdpo-bench``: the command line over the harness's functions (the workflow calls the same ones).
+
+    mbdpo-bench tasks [--json] [--suite S]
+    mbdpo-bench train --algo sac --task cartpole-balance --seed 1 --steps 20000 [--results-dir DIR] [key=value ...]
+    mbdpo-bench evaluate RUN_DIR [--checkpoint PATH] [--episodes N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _tasks(args: argparse.Namespace) -> int:
+    from envs import TASKS, availability
+
+    records = []
+    for spec in TASKS.values():
+        if args.suite and spec.suite != args.suite and spec.domain != args.suite:
+            continue
+        ok, reason = availability(spec)
+        records.append({**spec.as_dict(), "available": ok, "reason": reason})
+    if args.json:
+        json.dump(records, sys.stdout, indent=1)
+        print()
+        return 0
+    header = ("name", "suite", "domain", "obs", "repeat", "length", "discount", "seed_steps", "budget", "available")
+    rows = [(r["name"], r["suite"], r["domain"], r["obs"], str(r["action_repeat"]), str(r["episode_length"]),
+             f"{r['discount']:.3f}", str(r["seed_steps"]), f"{r['budget']:,}",
+             "yes" if r["available"] else f"no: {r['reason']}") for r in records]
+    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
+    for row in (header, *rows):
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    print(f"{len(records)} tasks, {sum(r['available'] for r in records)} available here")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from algorithms.common.config import parse_overrides
+    from algorithms.common.trainer import build_config, train
+
+    overrides = parse_overrides(args.overrides)
+    for key in ("task", "seed", "steps", "results_dir", "device"):
+        value = getattr(args, key)
+        if value is not None:
+            overrides.setdefault(key, str(value))
+    cfg = build_config(args.algo, args.config, overrides)
+    run_dir = train(cfg)
+    print(run_dir)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from algorithms.common.trainer import evaluate_checkpoint
+
+    result = evaluate_checkpoint(Path(args.run_dir), Path(args.checkpoint) if args.checkpoint else None,
+                                 args.episodes, args.device)
+    print(json.dumps(result))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from algorithms.registry import ALGORITHMS
+
+    parser = argparse.ArgumentParser(prog="mbdpo-bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    tasks = sub.add_parser("tasks", help="list the registered tasks and whether this machine can create them")
+    tasks.add_argument("--json", action="store_true", help="a JSON list of objects instead of a table")
+    tasks.add_argument("--suite", help="only this suite or domain (dmcontrol, metaworld, 'Visual RL', …)")
+    tasks.set_defaults(func=_tasks)
+
+    train = sub.add_parser("train", help="train one algorithm on one task (resumes an interrupted run)",
+                           epilog="algorithms: " + ", ".join(f"{n} ({e.summary})" for n, e in ALGORITHMS.items()))
+    train.add_argument("--algo", default=None, help="algorithm name (default sac)")
+    train.add_argument("--task", help="task name (`mbdpo-bench tasks`)")
+    train.add_argument("--seed", type=int)
+    train.add_argument("--steps", type=int, help="environment steps (action repeat included)")
+    train.add_argument("--results-dir", dest="results_dir", help="root of the run files (default results/)")
+    train.add_argument("--device", help="auto, cpu or cuda")
+    train.add_argument("--config", help="a YAML file of config keys (overridden by key=value arguments)")
+    train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. agent.lr=1e-3")
+    train.set_defaults(func=_train)
+
+    evaluate = sub.add_parser("evaluate", help="re-evaluate a run's checkpoint on fresh evaluation seeds")
+    evaluate.add_argument("run_dir", help="a run folder, results/runs/{name}/{task}/{seed}")
+    evaluate.add_argument("--checkpoint", help="a checkpoint file (default: the newest usable one)")
+    evaluate.add_argument("--episodes", type=int, help="episodes (default: the run's eval_episodes)")
+    evaluate.add_argument("--device", default="auto")
+    evaluate.set_defaults(func=_evaluate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from algorithms.common.config import ConfigError
+    from algorithms.common.checkpoint import CheckpointError
+    from algorithms.common.trainer import NonFiniteLossError, RunError, RunInterrupted
+    from envs import SuiteNotInstalledError, UnknownTaskError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, RunError, CheckpointError, SuiteNotInstalledError, UnknownTaskError,
+            NonFiniteLossError) as err:
+        print(f"mbdpo-bench: error: {err}", file=sys.stderr)
+        return 2
+    except RunInterrupted:
+        print("mbdpo-bench: interrupted; run the same command again to resume from the last checkpoint",
+              file=sys.stderr)
+        return 143
+    except BrokenPipeError:  # e.g. `mbdpo-bench tasks | head`
+        sys.stdout = None
+        return 0
+    except KeyboardInterrupt:
+        print("mbdpo-bench: interrupted; run the same command again to resume from the last checkpoint",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""The interface the run loop drives: every algorithm's ``Agent`` implements it."""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from algorithms.common.buffer import ReplayBuffer
+from envs.registry import TaskSpec
+
+
+class Agent(abc.ABC):
+    """One algorithm's learner and actor.
+
+    ``horizon`` is the length of the sub-trajectories ``update`` samples from the buffer. ``update`` returns
+    scalar metrics (losses, diagnostics) by name; the loop stops the run if one is NaN or inf.
+    """
+
+    horizon: int = 1
+
+    def __init__(self, cfg: Any, spec: TaskSpec, observation_space: gym.spaces.Box,
+                 action_space: gym.spaces.Box, device: torch.device):
+        self.cfg, self.spec, self.device = cfg, spec, device
+        self.observation_space, self.action_space = observation_space, action_space
+
+    @abc.abstractmethod
+    def act(self, obs: np.ndarray, eval_mode: bool) -> np.ndarray:
+        """An action in [-1, 1]; deterministic when ``eval_mode``."""
+
+    @abc.abstractmethod
+    def update(self, buffer: ReplayBuffer) -> dict[str, float]:
+        """One gradient update from a sampled batch; returns metrics by name."""
+
+    @abc.abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue bit for bit: networks, optimisers, running statistics."""
+
+    @abc.abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+    def reset(self) -> None:
+        """Called at the start of every episode (e.g. to drop a warm-started plan)."""
+
+    def on_seeding_done(self, buffer: ReplayBuffer) -> dict[str, float]:
+        """Called once when the random seed steps end (e.g. for pre-training updates)."""
+        return {}

@@ -1,0 +1,220 @@
+"""Typed run configuration: one dataclass for the run, one per algorithm under ``agent``.
+
+Sources, later ones winning: the dataclass defaults, a YAML file, then ``key=value`` overrides from the
+command line. Keys are ``seed``, ``steps``, … for the run and ``agent.lr`` (or just ``lr`` when no run key
+has that name) for the algorithm. Every value is coerced to its field's type; an unknown key or a value of
+the wrong type stops with :class:`ConfigError` naming the key and what would be valid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONFIG_FORMAT_VERSION = 1
+
+
+class ConfigError(ValueError):
+    """A bad configuration key or value; the message names it and what would be valid."""
+
+
+@dataclass
+class RunConfig:
+    """What one run is: which algorithm on which task with which seed, for how long, logged where."""
+
+    algo: str = "sac"
+    """Algorithm name (``mbdpo-bench train --help`` lists them)."""
+    task: str = "cartpole-balance"
+    """Task name from the registry (``mbdpo-bench tasks``)."""
+    obs: str | None = None
+    """Observation kind, ``state`` or ``rgb``; None takes the task entry's own."""
+    seed: int = 1
+    """Seeds python, numpy, torch and the environments; the same seed gives the same curve on CPU."""
+    steps: int | None = None
+    """Environment steps (action repeat included, as the published curves count); None = the task's budget."""
+    eval_every: int | None = None
+    """Env steps between evaluations; None = 100k, or steps/10 for shorter runs."""
+    eval_episodes: int = 10
+    """Episodes per evaluation, with the deterministic policy."""
+    checkpoint_every: int | None = None
+    """Env steps between checkpoints (taken at the next episode end); None = eval_every."""
+    keep_checkpoints: int = 2
+    """How many checkpoints to keep; older ones are the fallback when the newest is corrupt."""
+    seed_steps: int | None = None
+    """Agent steps of random actions before learning; None = the task's max(1000, 5 x episode length)."""
+    buffer_size: int = 1_000_000
+    """Replay capacity in agent steps."""
+    log_every: int = 1000
+    """Env steps between rows of train.csv."""
+    results_dir: str = "results"
+    """Root of run files: ``{results_dir}/runs/{name}/{task}/{seed}/``."""
+    name: str | None = None
+    """Run-family name in the results path (ablation variants); None = the algorithm's name."""
+    device: str = "auto"
+    """``auto`` (CUDA when present), ``cpu`` or ``cuda``."""
+    loggers: list[str] = field(default_factory=list)
+    """Extra sinks beside CSV: ``tensorboard``, ``wandb`` (optional dependencies)."""
+    progress: bool = True
+    """Show a progress bar (steps/s, last eval return, ETA)."""
+    threads: int = 0
+    """torch CPU threads; 0 keeps torch's default."""
+    agent: Any = None
+    """The algorithm's hyper-parameter dataclass."""
+
+    @property
+    def run_name(self) -> str:
+        return self.name or self.algo
+
+
+# Keys that do not change what a run computes: a resumed run may differ in them.
+NON_SEMANTIC_KEYS = ("results_dir", "device", "loggers", "progress", "threads")
+
+
+def _is_optional(tp: Any) -> tuple[bool, Any]:
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return True, rest[0] if len(rest) == 1 else typing.Union[tuple(rest)]
+    return False, tp
+
+
+def coerce(key: str, value: Any, tp: Any) -> Any:
+    """``value`` (from YAML or a command-line string) as type ``tp``, or ConfigError naming ``key``."""
+    optional, inner = _is_optional(tp)
+    if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null", "~")):
+        if optional:
+            return None
+        raise ConfigError(f"config key {key!r} cannot be None (expects {getattr(tp, '__name__', tp)})")
+    origin = typing.get_origin(inner)
+    try:
+        if inner is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+                return value.lower() in ("true", "yes", "on", "1")
+            raise ValueError
+        if inner is int:
+            if isinstance(value, bool):
+                raise ValueError
+            if isinstance(value, str):
+                value = float(value) if any(c in value.lower() for c in ".e") else int(value.replace("_", ""))
+            if isinstance(value, float):
+                if not value.is_integer():
+                    raise ValueError
+                value = int(value)
+            if not isinstance(value, int):
+                raise ValueError
+            return value
+        if inner is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if inner is str:
+            if not isinstance(value, str):
+                raise ValueError
+            return value
+        if origin in (list, tuple):
+            (item_type,) = typing.get_args(inner)[:1]
+            if isinstance(value, str):
+                value = [v for v in (p.strip() for p in value.strip("[]").split(",")) if v]
+            if not isinstance(value, (list, tuple)):
+                raise ValueError
+            return [coerce(key, v, item_type) for v in value]
+    except (TypeError, ValueError):
+        name = getattr(inner, "__name__", str(inner))
+        raise ConfigError(f"config key {key!r} expects {name}, got {value!r}") from None
+    return value
+
+
+def field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _unknown_key(key: str, valid: list[str]) -> ConfigError:
+    near = difflib.get_close_matches(key, valid, n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(repr(n) for n in near)}?" if near else ""
+    return ConfigError(f"unknown config key {key!r}{hint} (valid keys: {', '.join(sorted(valid))})")
+
+
+def apply_values(obj: Any, values: dict[str, Any], prefix: str = "") -> None:
+    """Set dataclass fields of ``obj`` from ``values`` (nested dicts for nested dataclasses), type-checked."""
+    types_ = field_types(type(obj))
+    for key, value in values.items():
+        full = prefix + key
+        if key not in types_:
+            raise _unknown_key(full, [prefix + k for k in types_])
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key {full!r} is a section; give a mapping, got {value!r}")
+            apply_values(current, value, prefix=full + ".")
+        else:
+            setattr(obj, key, coerce(full, value, types_[key]))
+
+
+def parse_overrides(items: list[str]) -> dict[str, str]:
+    """``["seed=2", "agent.lr=1e-3"]`` as a dict; an item without ``=`` is an error naming it."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def apply_overrides(cfg: RunConfig, overrides: dict[str, str]) -> None:
+    """Apply ``key=value`` strings: run keys, ``agent.key``, or a bare agent key when unambiguous."""
+    run_types = field_types(RunConfig)
+    agent_types = field_types(type(cfg.agent))
+    for key, value in overrides.items():
+        if key.startswith("agent."):
+            apply_values(cfg.agent, {key[len("agent."):]: value}, prefix="agent.")
+        elif key in run_types and key != "agent":
+            apply_values(cfg, {key: value})
+        elif key in agent_types:
+            apply_values(cfg.agent, {key: value}, prefix="agent.")
+        else:
+            valid = [k for k in run_types if k != "agent"] + [f"agent.{k}" for k in agent_types]
+            raise _unknown_key(key, valid)
+
+
+def to_dict(cfg: RunConfig) -> dict[str, Any]:
+    data = dataclasses.asdict(cfg)
+    data["format_version"] = CONFIG_FORMAT_VERSION
+    return data
+
+
+def config_hash(cfg: RunConfig) -> str:
+    """A short hash of what the run computes (seed and non-semantic keys excluded): same hash, same setting."""
+    data = to_dict(cfg)
+    for key in (*NON_SEMANTIC_KEYS, "seed"):
+        data.pop(key, None)
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(path)!r} does not exist") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping of keys to values")
+    data.pop("format_version", None)
+    return data
+
+
+def dump_yaml(cfg: RunConfig) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)

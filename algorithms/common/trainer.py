@@ -1,0 +1,483 @@
+"""One run's life cycle: configure, (resume,) seed, act/store/update, evaluate, checkpoint, finish.
+
+Evaluations and checkpoints happen only at episode boundaries, so a checkpoint never needs a simulator's
+mid-episode state: every episode is reset with a seed derived from (run seed, episode index), and the
+checkpoint carries the agent, the buffer, every RNG state and the loop counters. A run killed at any point
+and started again with the same command therefore ends with the same eval.csv, bit for bit on CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from algorithms.common import runfiles
+from algorithms.common.agent import Agent
+from algorithms.common.buffer import ReplayBuffer
+from algorithms.common.checkpoint import CheckpointManager
+from algorithms.common.config import (NON_SEMANTIC_KEYS, ConfigError, RunConfig, apply_values, config_hash,
+                                      dump_yaml, load_yaml, to_dict)
+from algorithms.common.device import resolve_device
+from algorithms.common.seeding import derived_seed, rng_state, seed_everything, set_rng_state
+from algorithms.common.sinks import make_sinks
+from algorithms.registry import get_algorithm
+from envs import make_env
+from envs.registry import TaskSpec, get_task
+
+EVAL_COLUMNS = ("step", "episode_return", "episode_return_std", "episode_return_min", "episode_return_max",
+                "success", "episode_length", "episodes")
+TRAIN_COLUMNS = ("step", "updates", "episodes", "wall_time_s", "env_steps_per_s", "update_ms", "act_ms")
+EPISODE_COLUMNS = ("step", "episode", "episode_return", "success", "episode_length")
+
+# Seed streams: independent RNGs for training episodes, evaluation episodes, the buffer and seed actions.
+TRAIN_EPISODES, EVAL_EPISODES, BUFFER, SEED_ACTIONS, REEVALUATION = range(5)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss or metric became NaN or inf; the message names it and the step."""
+
+
+class RunInterrupted(Exception):
+    """SIGTERM (e.g. a scheduler's time limit) arrived; the last checkpoint is where the run resumes."""
+
+
+class RunError(RuntimeError):
+    """A run that cannot start: unwritable results folder, a different run in the same folder, …"""
+
+
+def build_config(algo: str | None = None, config_file: str | None = None,
+                 overrides: dict[str, str] | None = None) -> RunConfig:
+    """Defaults < YAML file < ``key=value`` overrides, validated (unknown keys and bad values raise ConfigError)."""
+    from algorithms.common.config import apply_overrides
+
+    values = load_yaml(config_file) if config_file else {}
+    overrides = dict(overrides or {})
+    algo = overrides.pop("algo", None) or algo or values.pop("algo", None) or "sac"
+    values.pop("algo", None)
+    entry = get_algorithm(algo)
+    cfg = RunConfig(algo=algo, agent=entry.load().Config())
+    apply_values(cfg, values)
+    apply_overrides(cfg, overrides)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: RunConfig) -> None:
+    get_algorithm(cfg.algo)
+    try:
+        get_task(cfg.task, cfg.obs)
+    except (KeyError, ValueError) as err:
+        raise ConfigError(str(err)) from None
+    for key in ("steps", "eval_every", "checkpoint_every", "seed_steps"):
+        value = getattr(cfg, key)
+        if value is not None and value <= 0:
+            raise ConfigError(f"config key {key!r} must be positive, got {value}")
+    for key in ("eval_episodes", "log_every", "buffer_size", "keep_checkpoints"):
+        if getattr(cfg, key) <= 0:
+            raise ConfigError(f"config key {key!r} must be positive, got {getattr(cfg, key)}")
+    if cfg.seed < 0:
+        raise ConfigError(f"config key 'seed' must be non-negative, got {cfg.seed}")
+    if cfg.device != "auto" and cfg.device != "cpu" and not cfg.device.startswith("cuda"):
+        raise ConfigError(f"unknown device {cfg.device!r}; valid: 'auto', 'cpu', 'cuda', 'cuda:N'")
+    if hasattr(cfg.agent, "validate"):
+        cfg.agent.validate()
+
+
+@dataclass
+class Schedule:
+    """The run's step arithmetic, resolved from the config and the task (env steps unless named agent)."""
+
+    total: int
+    eval_every: int
+    checkpoint_every: int
+    seed_env_steps: int
+
+    @classmethod
+    def of(cls, cfg: RunConfig, spec: TaskSpec) -> "Schedule":
+        total = cfg.steps or spec.budget
+        episode_env_steps = spec.episode_length * spec.action_repeat
+        eval_every = cfg.eval_every or (100_000 if total >= 1_000_000 else max(total // 10, episode_env_steps))
+        seed_steps = cfg.seed_steps if cfg.seed_steps is not None else spec.seed_steps
+        return cls(total=total, eval_every=eval_every, checkpoint_every=cfg.checkpoint_every or eval_every,
+                   seed_env_steps=seed_steps * spec.action_repeat)
+
+
+def run_dir_for(cfg: RunConfig) -> Path:
+    spec = get_task(cfg.task, cfg.obs)
+    return Path(cfg.results_dir) / "runs" / cfg.run_name / spec.name / str(cfg.seed)
+
+
+def _semantic(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if k not in NON_SEMANTIC_KEYS and k != "format_version"}
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    keys = sorted(set(old) | set(new))
+    out = []
+    for key in keys:
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, prefix + key + ".")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return out
+
+
+class MetricAccumulator:
+    """Means of the per-update metrics over one train.csv interval."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, metrics: dict[str, float]) -> None:
+        for key, value in metrics.items():
+            self.sums[key] = self.sums.get(key, 0.0) + value
+            self.counts[key] = self.counts.get(key, 0) + 1
+
+    def means(self) -> dict[str, float]:
+        return {k: self.sums[k] / self.counts[k] for k in self.sums}
+
+    def clear(self) -> None:
+        self.sums.clear()
+        self.counts.clear()
+
+    def state(self) -> dict[str, Any]:
+        return {"sums": dict(self.sums), "counts": dict(self.counts)}
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.sums, self.counts = dict(state["sums"]), dict(state["counts"])
+
+
+def check_finite(metrics: dict[str, float], env_step: int, updates: int) -> None:
+    for name, value in metrics.items():
+        if not math.isfinite(value):
+            raise NonFiniteLossError(f"non-finite loss {name!r} = {value} at env step {env_step} (update {updates}); "
+                                     "the run stops here, its last checkpoint is intact")
+
+
+def evaluate_policy(agent: Agent, env, episodes: int, seed_of) -> dict[str, Any]:
+    """Mean return (and success at the last step, where the suite defines it) of the deterministic policy."""
+    returns, lengths, successes = [], [], []
+    for k in range(episodes):
+        obs, _ = env.reset(seed=seed_of(k))
+        agent.reset()
+        total, length, done, info = 0.0, 0, False, {}
+        while not done:
+            obs, reward, terminated, truncated, info = env.step(agent.act(obs, eval_mode=True))
+            total += float(reward)
+            length += 1
+            done = terminated or truncated
+        returns.append(total)
+        lengths.append(length)
+        if "success" in info:
+            successes.append(float(info["success"]))
+    values = np.asarray(returns, dtype=np.float64)
+    return {
+        "episode_return": float(values.mean()), "episode_return_std": float(values.std()),
+        "episode_return_min": float(values.min()), "episode_return_max": float(values.max()),
+        "success": float(np.mean(successes)) if successes else None,
+        "episode_length": float(np.mean(lengths)), "episodes": episodes,
+        "returns": returns,
+    }
+
+
+class OnlineTrainer:
+    def __init__(self, cfg: RunConfig, run_dir: Path):
+        self.cfg = cfg
+        self.spec = get_task(cfg.task, cfg.obs)
+        self.run_dir = run_dir
+        self.schedule = Schedule.of(cfg, self.spec)
+        self.device = resolve_device(cfg.device)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        seed_everything(cfg.seed)
+        self.env = make_env(cfg.task, seed=cfg.seed, obs=cfg.obs)
+        self.eval_env = make_env(cfg.task, seed=cfg.seed, obs=cfg.obs)
+        algorithm = get_algorithm(cfg.algo).load()
+        self.agent: Agent = algorithm.Agent(cfg.agent, self.spec, self.env.observation_space,
+                                            self.env.action_space, self.device)
+        space = self.env.observation_space
+        self.buffer = ReplayBuffer(cfg.buffer_size, space.shape, space.dtype, self.env.action_space.shape[0],
+                                   seed=derived_seed(cfg.seed, BUFFER))
+        self.action_rng = np.random.default_rng(derived_seed(cfg.seed, SEED_ACTIONS))
+        self.counters = {"env_step": 0, "episode": 0, "updates": 0, "evaluations": 0, "seeding_done": False,
+                         "next_eval": 0, "next_checkpoint": self.schedule.checkpoint_every,
+                         "next_log": cfg.log_every}
+        self.metrics = MetricAccumulator()
+        self.timing = MetricAccumulator()
+        self.eval_log = runfiles.CsvLog(run_dir / "eval.csv", EVAL_COLUMNS)
+        self.train_log = runfiles.CsvLog(run_dir / "train.csv", TRAIN_COLUMNS)
+        self.episode_log = runfiles.CsvLog(run_dir / "episodes.csv", EPISODE_COLUMNS)
+        self.checkpoints = CheckpointManager(run_dir / "checkpoints", keep=cfg.keep_checkpoints)
+        self.elapsed_before = 0.0
+        self.started = time.perf_counter()
+        self.last_eval_return: float | None = None
+        self.run_info: dict[str, Any] = {}
+        self.sinks = make_sinks(cfg.loggers, run_dir, f"{cfg.run_name}-{self.spec.name}-{cfg.seed}", to_dict(cfg))
+
+    # --- bookkeeping ---------------------------------------------------------------------------------------
+    @property
+    def wall_time(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.started
+
+    def write_run_info(self, status: str, **extra: Any) -> None:
+        self.run_info.update({
+            "format_version": runfiles.RUN_FORMAT_VERSION, "status": status, "algo": self.cfg.algo,
+            "name": self.cfg.run_name, "task": self.spec.name, "suite": self.spec.suite,
+            "domain": self.spec.domain, "seed": self.cfg.seed, "config_hash": config_hash(self.cfg),
+            "env_steps_done": self.counters["env_step"], "total_env_steps": self.schedule.total,
+            "wall_time_s": round(self.wall_time, 3), "device": str(self.device), "updated_at": runfiles.now(),
+            **extra,
+        })
+        runfiles.atomic_write_json(self.run_dir / "run.json", self.run_info)
+
+    def flush_logs(self) -> None:
+        for log in (self.eval_log, self.train_log, self.episode_log):
+            log.flush()
+
+    def save_checkpoint(self) -> None:
+        self.flush_logs()
+        state = {
+            "counters": dict(self.counters), "agent": self.agent.state_dict(), "buffer": self.buffer.state_dict(),
+            "rng": rng_state(), "action_rng": self.action_rng.bit_generator.state,
+            "csv_rows": {"eval": len(self.eval_log), "train": len(self.train_log),
+                         "episodes": len(self.episode_log)},
+            "metrics": self.metrics.state(), "timing": self.timing.state(), "wall_time_s": self.wall_time,
+            "config": to_dict(self.cfg),
+        }
+        self.checkpoints.save(state, self.counters["env_step"])
+        self.write_run_info("running")
+
+    def resume(self) -> bool:
+        """Continue from the newest usable checkpoint; archive stale files when there is none."""
+        state, path, problems = self.checkpoints.load_latest()
+        for problem in problems:
+            print(f"warning: {problem}; falling back to an older checkpoint", file=sys.stderr)
+        if state is None:
+            stale = [self.eval_log, self.train_log, self.episode_log]
+            if any(len(log) for log in stale) or problems:
+                archive = self.run_dir / "restarts" / time.strftime("%Y%m%d-%H%M%S")
+                archive.mkdir(parents=True, exist_ok=True)
+                for name in ("eval.csv", "train.csv", "episodes.csv", "run.json", "checkpoints"):
+                    if (self.run_dir / name).exists():
+                        shutil.move(str(self.run_dir / name), archive / name)
+                print(f"warning: no usable checkpoint; starting over (earlier files kept in {archive})",
+                      file=sys.stderr)
+                for log in stale:
+                    log.truncate(0)
+            return False
+        self.agent.load_state_dict(state["agent"])
+        self.buffer.load_state_dict(state["buffer"])
+        set_rng_state(state["rng"])
+        self.action_rng.bit_generator.state = state["action_rng"]
+        self.counters = dict(state["counters"])
+        self.metrics.load(state["metrics"])
+        self.timing.load(state["timing"])
+        self.elapsed_before = state["wall_time_s"]
+        rows = state["csv_rows"]
+        self.eval_log.truncate(rows["eval"])
+        self.train_log.truncate(rows["train"])
+        self.episode_log.truncate(rows["episodes"])
+        if self.eval_log.rows:
+            self.last_eval_return = float(self.eval_log.rows[-1]["episode_return"])
+        print(f"resuming from {path} at env step {self.counters['env_step']}", file=sys.stderr)
+        return True
+
+    # --- the loop ------------------------------------------------------------------------------------------
+    def evaluate(self) -> None:
+        index = self.counters["evaluations"]
+        result = evaluate_policy(self.agent, self.eval_env, self.cfg.eval_episodes,
+                                 lambda k: derived_seed(self.cfg.seed, EVAL_EPISODES, index, k))
+        result.pop("returns")
+        row = {"step": self.counters["env_step"], **result}
+        self.eval_log.append(row)
+        self.eval_log.flush()
+        for sink in self.sinks:
+            sink.log("eval", row["step"], row)
+        self.counters["evaluations"] += 1
+        self.last_eval_return = result["episode_return"]
+
+    def log_train_row(self, steps_per_s: float) -> None:
+        timing = self.timing.means()
+        row = {"step": self.counters["env_step"], "updates": self.counters["updates"],
+               "episodes": self.counters["episode"], "wall_time_s": round(self.wall_time, 3),
+               "env_steps_per_s": round(steps_per_s, 2),
+               "update_ms": timing.get("update_s", math.nan) * 1e3, "act_ms": timing.get("act_s", math.nan) * 1e3,
+               **self.metrics.means()}
+        self.train_log.append(row)
+        for sink in self.sinks:
+            sink.log("train", row["step"], row)
+        self.metrics.clear()
+        self.timing.clear()
+
+    def run_episode(self, progress: tqdm) -> None:
+        c, spec, schedule = self.counters, self.spec, self.schedule
+        obs, _ = self.env.reset(seed=derived_seed(self.cfg.seed, TRAIN_EPISODES, c["episode"]))
+        self.agent.reset()
+        self.buffer.add_first(obs)
+        episode_return, length, done, info = 0.0, 0, False, {}
+        interval_start, interval_steps = time.perf_counter(), 0
+        while not done:
+            if c["env_step"] < schedule.seed_env_steps:
+                action = self.action_rng.uniform(-1.0, 1.0, self.env.action_space.shape).astype(np.float32)
+            else:
+                tic = time.perf_counter()
+                action = self.agent.act(obs, eval_mode=False)
+                self.timing.add({"act_s": time.perf_counter() - tic})
+            obs, reward, terminated, truncated, info = self.env.step(action)
+            self.buffer.add(action, reward, terminated, obs)
+            c["env_step"] += spec.action_repeat
+            interval_steps += spec.action_repeat
+            episode_return += float(reward)
+            length += 1
+            done = terminated or truncated
+            if c["env_step"] >= schedule.seed_env_steps:
+                if not c["seeding_done"]:
+                    c["seeding_done"] = True
+                    metrics = self.agent.on_seeding_done(self.buffer)
+                    check_finite(metrics, c["env_step"], c["updates"])
+                tic = time.perf_counter()
+                metrics = self.agent.update(self.buffer)
+                self.timing.add({"update_s": time.perf_counter() - tic})
+                c["updates"] += 1
+                check_finite(metrics, c["env_step"], c["updates"])
+                self.metrics.add(metrics)
+            if c["env_step"] >= c["next_log"]:
+                now = time.perf_counter()
+                self.log_train_row(interval_steps / max(now - interval_start, 1e-9))
+                interval_start, interval_steps = now, 0
+                c["next_log"] += self.cfg.log_every
+            progress.update(spec.action_repeat)
+        success = info.get("success")
+        self.episode_log.append({"step": c["env_step"], "episode": c["episode"], "episode_return": episode_return,
+                                 "success": None if success is None else float(success), "episode_length": length})
+        c["episode"] += 1
+
+    def run(self) -> Path:
+        c, schedule = self.counters, self.schedule
+        resumed = self.resume()
+        self.write_run_info("running", started_at=runfiles.now(), resumed=resumed,
+                            git_commit=runfiles.git_commit(), versions=runfiles.package_versions(),
+                            **runfiles.host_info())
+        with tqdm(total=schedule.total, initial=min(c["env_step"], schedule.total), unit="step",
+                  disable=not self.cfg.progress, dynamic_ncols=True, mininterval=1.0 if sys.stderr.isatty() else 30.0,
+                  desc=f"{self.cfg.algo} {self.spec.name} s{self.cfg.seed}") as progress:
+            last_checkpoint_step = c["env_step"] if resumed else -1
+            while True:  # each pass is one episode boundary
+                if c["env_step"] >= c["next_checkpoint"] and c["env_step"] != last_checkpoint_step:
+                    c["next_checkpoint"] += schedule.checkpoint_every
+                    self.save_checkpoint()
+                    last_checkpoint_step = c["env_step"]
+                finished = c["env_step"] >= schedule.total
+                if c["env_step"] >= c["next_eval"] or finished:
+                    c["next_eval"] = max(c["next_eval"], c["env_step"] - c["env_step"] % schedule.eval_every)
+                    c["next_eval"] += schedule.eval_every
+                    self.evaluate()
+                    progress.set_postfix(eval_return=f"{self.last_eval_return:.1f}")
+                if finished:
+                    break
+                self.run_episode(progress)
+        if c["env_step"] != last_checkpoint_step:
+            self.save_checkpoint()
+        self.flush_logs()
+        self.write_run_info("finished", finished_at=runfiles.now())
+        for sink in self.sinks:
+            sink.close()
+        return self.run_dir
+
+
+def prepare_run_dir(cfg: RunConfig) -> tuple[Path, bool]:
+    """The run's folder, checked writable and consistent with an earlier run there; True if already finished."""
+    run_dir = run_dir_for(cfg)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-probe"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise RunError(f"results folder {cfg.results_dir!r} is not writable ({err.strerror}: {err.filename}); "
+                       "choose another with --results-dir") from None
+    config_file = run_dir / "config.yaml"
+    new = to_dict(cfg)
+    if config_file.exists():
+        old = load_yaml(config_file)
+        old.setdefault("algo", cfg.algo)
+        diffs = _differences(_semantic(old), _semantic(new))
+        if diffs:
+            raise RunError(f"{run_dir} holds a run with another config ({'; '.join(diffs)}); "
+                           "use another --results-dir or name=..., or delete that folder")
+    info_file = run_dir / "run.json"
+    if info_file.exists():
+        import json
+
+        try:
+            if json.loads(info_file.read_text()).get("status") == "finished":
+                return run_dir, True
+        except json.JSONDecodeError:
+            pass  # a run.json is always written atomically; an unreadable one is treated as absent
+    runfiles.atomic_write_text(config_file, dump_yaml(cfg))
+    return run_dir, False
+
+
+def _raise_interrupt(signum, frame):  # noqa: ARG001
+    raise RunInterrupted(f"signal {signum}")
+
+
+def train(cfg: RunConfig) -> Path:
+    """Run (or resume, or skip if finished) one configured run; returns its folder."""
+    run_dir, finished = prepare_run_dir(cfg)
+    if finished:
+        print(f"{run_dir} already finished; nothing to do", file=sys.stderr)
+        return run_dir
+    trainer = OnlineTrainer(cfg, run_dir)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        return trainer.run()
+    except RunInterrupted:
+        trainer.write_run_info("interrupted")
+        raise
+    except Exception as err:
+        trainer.write_run_info("failed", error=f"{type(err).__name__}: {err}")
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def evaluate_checkpoint(run_dir: Path, checkpoint: Path | None = None, episodes: int | None = None,
+                        device: str = "auto") -> dict[str, Any]:
+    """Re-evaluate a run's checkpoint (the newest usable one by default) on fresh evaluation seeds."""
+    config_file = run_dir / "config.yaml"
+    if not config_file.exists():
+        raise RunError(f"{run_dir} is not a run folder (no config.yaml)")
+    values = load_yaml(config_file)
+    cfg = build_config(values.pop("algo", None), overrides=None)
+    apply_values(cfg, values)
+    cfg.device = device
+    spec = get_task(cfg.task, cfg.obs)
+    manager = CheckpointManager(run_dir / "checkpoints")
+    if checkpoint is None:
+        state, checkpoint, problems = manager.load_latest()
+        if state is None:
+            raise RunError(f"{run_dir} has no usable checkpoint" + (f": {'; '.join(problems)}" if problems else ""))
+    else:
+        state = manager.load(Path(checkpoint))
+    seed_everything(cfg.seed)
+    env = make_env(cfg.task, seed=cfg.seed, obs=cfg.obs)
+    agent = get_algorithm(cfg.algo).load().Agent(cfg.agent, spec, env.observation_space, env.action_space,
+                                                 resolve_device(device))
+    agent.load_state_dict(state["agent"])
+    n = episodes or cfg.eval_episodes
+    result = evaluate_policy(agent, env, n, lambda k: derived_seed(cfg.seed, REEVALUATION, k))
+    return {"run_dir": str(run_dir), "checkpoint": str(checkpoint), "env_step": state["counters"]["env_step"],
+            "task": spec.name, "algo": cfg.algo, "seed": cfg.seed, **result}

@@ -1,0 +1,68 @@
+"""The task registry and ``make_env``: every task of the paper behind the gymnasium API.
+
+    >>> from envs import make_env
+    >>> env = make_env("cheetah-run", seed=1)              # float32 state, actions in [-1, 1]
+    >>> env = make_env("cheetah-run", seed=1, obs="rgb")    # (9, 64, 64) uint8, 3 stacked frames
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import gymnasium as gym
+
+from envs.registry import (DMCONTROL, MANISKILL2, METAWORLD, MYOSUITE, TASKS, TaskSpec, UnknownTaskError,
+                           get_task, task_names)
+
+__all__ = ["TASKS", "TaskSpec", "UnknownTaskError", "SuiteNotInstalledError", "get_task", "task_names",
+           "make_env", "availability"]
+
+# suite -> (python module that must import, pip extra that installs it)
+_SUITE_PACKAGES = {
+    DMCONTROL: ("dm_control", "dmc"),
+    METAWORLD: ("metaworld", "metaworld"),
+    MYOSUITE: ("myosuite", "myosuite"),
+    MANISKILL2: ("mani_skill2", "maniskill"),
+}
+
+
+class SuiteNotInstalledError(RuntimeError):
+    """The task's simulator suite cannot be created on this machine; the message says why and what to do."""
+
+
+def availability(spec: TaskSpec) -> tuple[bool, str]:
+    """Whether this machine can create the task, and if not, why (without importing the simulator)."""
+    module, extra = _SUITE_PACKAGES[spec.suite]
+    if importlib.util.find_spec(module) is None:
+        return False, f"suite {spec.suite} is not installed: `pip install .[{extra}]`"
+    if spec.suite != DMCONTROL:
+        return False, f"suite {spec.suite} is installed but the harness has no adapter for it yet"
+    if spec.obs == "rgb":
+        from envs.rendering import rendering_unavailable_reason
+
+        reason = rendering_unavailable_reason()
+        if reason:
+            return False, reason
+    return True, ""
+
+
+def make_env(task: str, seed: int | None = None, obs: str | None = None) -> gym.Env:
+    """Create a registered task (or the pixel variant of a DMControl task with ``obs="rgb"``).
+
+    Observations are float32 vectors (state) or channels-first uint8 frame stacks (rgb); actions lie in
+    [-1, 1]; one step repeats the action ``spec.action_repeat`` times and sums the rewards; episodes end
+    (truncated) after ``spec.episode_length`` agent steps; ``info["success"]`` where the suite defines it.
+    """
+    spec = get_task(task, obs)
+    ok, reason = availability(spec)
+    if not ok:
+        raise SuiteNotInstalledError(f"cannot create task {spec.name!r}: {reason}")
+    if spec.suite == DMCONTROL:
+        from envs import dmcontrol
+
+        env = dmcontrol.make(spec, seed)
+    else:  # pragma: no cover - guarded by availability() until the suites issue lands
+        raise SuiteNotInstalledError(f"no adapter for suite {spec.suite}")
+    if seed is not None:
+        env.action_space.seed(seed)
+    return env
