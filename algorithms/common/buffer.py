@@ -40,6 +40,7 @@ class ReplayBuffer:
         self._next = 0
         self._size = 0
         self._episodes = 0
+        self._sampleable: set[int] = set()  # horizons known to have a valid start (stays true as data grows)
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
@@ -80,8 +81,11 @@ class ReplayBuffer:
         return same_episode & self.has_action[slots[:, :horizon]].all(axis=1) & (self.episode[starts] >= 0)
 
     def can_sample(self, horizon: int) -> bool:
-        starts = np.arange(self._size)
-        return bool(self._size > horizon and self._valid(starts, horizon).any())
+        if horizon not in self._sampleable:
+            if self._size <= horizon or not self._valid(np.arange(self._size), horizon).any():
+                return False
+            self._sampleable.add(horizon)
+        return True
 
     def sample(self, batch_size: int, horizon: int = 1) -> Batch:
         """``batch_size`` sub-trajectories of ``horizon`` steps, uniformly over valid start slots."""

@@ -281,7 +281,7 @@ class OnlineTrainer:
         self.buffer.load_state_dict(state["buffer"])
         set_rng_state(state["rng"])
         self.action_rng.bit_generator.state = state["action_rng"]
-        self.counters = dict(state["counters"])
+        self.counters.update(state["counters"])  # in place: run() holds a reference
         self.metrics.load(state["metrics"])
         self.timing.load(state["timing"])
         self.elapsed_before = state["wall_time_s"]

@@ -1,0 +1,211 @@
+"""One run's life cycle: run files, resume bit for bit after SIGKILL/SIGTERM, corrupt checkpoints, bad input."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from algorithms.cli import main
+from algorithms.common import trainer as trainer_module
+from algorithms.common.checkpoint import CheckpointError, CheckpointManager
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_dir_of(args: list[str]) -> Path:
+    results = Path(args[args.index("--results-dir") + 1])
+    return results / "runs" / "sac" / "cartpole-balance" / "3"
+
+
+def with_results(args: list[str], results: Path) -> list[str]:
+    args = list(args)
+    args[args.index("--results-dir") + 1] = str(results)
+    return args
+
+
+def cli(args: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "algorithms.cli", "train", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(path_glob: Path, pattern: str, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if list(path_glob.glob(pattern)):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"no {pattern} under {path_glob} after {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    """The uninterrupted run every resumed run is compared with."""
+    results = tmp_path_factory.mktemp("reference")
+    args = ["--algo", "sac", "--task", "cartpole-balance", "--seed", "3", "--steps", "3000",
+            "--results-dir", str(results), "seed_steps=500", "eval_every=1000", "eval_episodes=1",
+            "checkpoint_every=1000", "keep_checkpoints=3", "hidden_dim=32", "batch_size=32", "progress=false",
+            "log_every=500", "threads=1"]
+    assert main(["train", *args]) == 0
+    return run_dir_of(args)
+
+
+def test_run_files_are_complete_and_tidy(reference_run):
+    files = {p.name for p in reference_run.iterdir()}
+    assert {"config.yaml", "eval.csv", "train.csv", "episodes.csv", "run.json", "checkpoints"} <= files
+    info = json.loads((reference_run / "run.json").read_text())
+    assert info["status"] == "finished" and info["env_steps_done"] == 3000 and info["format_version"] == 1
+    assert {"versions", "host", "git_commit", "wall_time_s", "device", "config_hash"} <= set(info)
+    rows = list(csv.DictReader(open(reference_run / "eval.csv")))
+    assert [int(r["step"]) for r in rows] == [0, 1000, 2000, 3000]
+    assert all(float(r["episode_return"]) > 0 and r["success"] == "" for r in rows)
+    train_rows = list(csv.DictReader(open(reference_run / "train.csv")))
+    assert "critic_loss" in train_rows[-1] and float(train_rows[-1]["update_ms"]) > 0
+    assert not list(reference_run.rglob("*.tmp"))  # atomic writes leave no temporaries
+    assert oct((reference_run / "eval.csv").stat().st_mode & 0o777) != oct(0o600)
+
+
+def test_finished_run_is_not_rerun(reference_run, tiny_sac_args, capsys):
+    args = with_results(tiny_sac_args, reference_run.parents[3])
+    before = (reference_run / "eval.csv").stat().st_mtime_ns
+    assert main(["train", *args]) == 0
+    assert "already finished" in capsys.readouterr().err
+    assert (reference_run / "eval.csv").stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_run_resumes_bit_for_bit(reference_run, tiny_sac_args, sig):
+    run_dir = run_dir_of(tiny_sac_args)
+    proc = cli(tiny_sac_args)
+    wait_for(run_dir / "checkpoints", "step_0000001000.sha256")
+    proc.send_signal(sig)
+    proc.wait(timeout=60)
+    assert proc.returncode != 0
+    status = json.loads((run_dir / "run.json").read_text())["status"]
+    assert status == ("interrupted" if sig == signal.SIGTERM else "running")
+    resumed = cli(tiny_sac_args)
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    assert "resuming from" in err
+    assert (run_dir / "eval.csv").read_bytes() == (reference_run / "eval.csv").read_bytes()
+    assert (run_dir / "episodes.csv").read_bytes() == (reference_run / "episodes.csv").read_bytes()
+
+
+def _interrupted_run(args: list[str]) -> Path:
+    """Run to the end, then drop the final checkpoint so that the run looks killed after step 2000."""
+    assert main(["train", *args]) == 0
+    run_dir = run_dir_of(args)
+    info = json.loads((run_dir / "run.json").read_text())
+    info["status"] = "running"
+    (run_dir / "run.json").write_text(json.dumps(info))
+    for suffix in (".pt", ".sha256"):
+        (run_dir / "checkpoints" / f"step_0000003000{suffix}").unlink()
+    return run_dir
+
+
+def test_corrupt_checkpoint_falls_back_to_previous(reference_run, tiny_sac_args, capsys):
+    run_dir = _interrupted_run(tiny_sac_args)
+    newest = run_dir / "checkpoints" / "step_0000002000.pt"
+    data = bytearray(newest.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    newest.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="corrupt"):
+        CheckpointManager.load(newest)
+    capsys.readouterr()
+    assert main(["train", *tiny_sac_args]) == 0
+    err = capsys.readouterr().err
+    assert "step_0000002000.pt is corrupt" in err and "resuming from" in err and "step_0000001000.pt" in err
+    assert (run_dir / "eval.csv").read_bytes() == (reference_run / "eval.csv").read_bytes()
+
+
+def test_half_written_checkpoint_is_skipped(reference_run, tiny_sac_args, capsys):
+    run_dir = _interrupted_run(tiny_sac_args)
+    (run_dir / "checkpoints" / "step_0000002000.sha256").unlink()  # killed between checkpoint and sidecar
+    capsys.readouterr()
+    assert main(["train", *tiny_sac_args]) == 0
+    assert "incomplete" in capsys.readouterr().err
+    assert (run_dir / "eval.csv").read_bytes() == (reference_run / "eval.csv").read_bytes()
+
+
+def test_no_usable_checkpoint_starts_over_and_keeps_old_files(reference_run, tiny_sac_args, capsys):
+    run_dir = _interrupted_run(tiny_sac_args)
+    for path in (run_dir / "checkpoints").glob("*.pt"):
+        path.write_bytes(b"garbage")
+    old_eval = (run_dir / "eval.csv").read_bytes()
+    capsys.readouterr()
+    assert main(["train", *tiny_sac_args]) == 0
+    assert "starting over" in capsys.readouterr().err
+    archived = list((run_dir / "restarts").glob("*/eval.csv"))
+    assert len(archived) == 1 and archived[0].read_bytes() == old_eval
+    assert (run_dir / "eval.csv").read_bytes() == (reference_run / "eval.csv").read_bytes()
+
+
+def test_non_finite_loss_stops_with_step_and_name(tiny_sac_args, monkeypatch, capsys):
+    from algorithms.sac import agent as sac_agent
+
+    real_update = sac_agent.Agent.update
+
+    def poisoned(self, buffer):
+        metrics = real_update(self, buffer)
+        if self.num_updates == 7:
+            metrics["critic_loss"] = float("nan")
+        return metrics
+
+    monkeypatch.setattr(sac_agent.Agent, "update", poisoned)
+    assert main(["train", *tiny_sac_args]) == 2
+    err = capsys.readouterr().err
+    assert "non-finite loss 'critic_loss'" in err and "env step 1012" in err and "update 7" in err
+    info = json.loads((run_dir_of(tiny_sac_args) / "run.json").read_text())
+    assert info["status"] == "failed" and "critic_loss" in info["error"]
+
+
+def test_evaluate_reloads_a_checkpoint(reference_run, capsys):
+    assert main(["evaluate", str(reference_run), "--episodes", "2"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["env_step"] == 3000 and result["episodes"] == 2 and len(result["returns"]) == 2
+    assert result["episode_return"] > 0
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--task", "cartpole-balanse"], "unknown task 'cartpole-balanse'; nearest: cartpole-balance"),
+    (["agent.lrr=0.1"], "unknown config key 'agent.lrr'; did you mean 'agent.lr'"),
+    (["batch_size=many"], "config key 'agent.batch_size' expects int, got 'many'"),
+    (["--steps", "-5"], "config key 'steps' must be positive, got -5"),
+    (["--algo", "sacc"], "unknown algorithm 'sacc'; did you mean sac"),
+    (["device=tpu"], "unknown device 'tpu'"),
+    (["seed"], "override 'seed' is not of the form key=value"),
+])
+def test_bad_input_gets_one_clear_message(tiny_sac_args, extra, message, capsys):
+    assert main(["train", *tiny_sac_args, *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_unwritable_results_folder(tmp_path, tiny_sac_args, capsys):
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where a folder should be")
+    assert main(["train", *with_results(tiny_sac_args, blocked)]) == 2
+    assert "is not writable" in capsys.readouterr().err
+
+
+def test_other_config_in_same_folder_is_refused(reference_run, tiny_sac_args, capsys):
+    args = with_results(tiny_sac_args, reference_run.parents[3])
+    assert main(["train", *args, "agent.lr=0.001"]) == 2
+    assert "another config (agent.lr: 0.0003 -> 0.001)" in capsys.readouterr().err
+
+
+def test_trainer_schedule_defaults():
+    from algorithms.common.config import RunConfig
+    from envs import get_task
+
+    spec = get_task("cheetah-run")
+    full = trainer_module.Schedule.of(RunConfig(), spec)
+    assert (full.total, full.eval_every, full.seed_env_steps) == (4_000_000, 100_000, 5000)
+    short = trainer_module.Schedule.of(RunConfig(steps=20_000), spec)
+    assert (short.eval_every, short.checkpoint_every) == (2000, 2000)
