@@ -1,0 +1,59 @@
+import pytest
+
+from algorithms.common.config import ConfigError, RunConfig, apply_overrides, coerce, config_hash, parse_overrides
+from algorithms.common.trainer import build_config
+from algorithms.sac import Config as SACConfig
+
+
+def test_overrides_reach_run_and_agent_keys_with_types():
+    cfg = build_config("sac", overrides=parse_overrides(
+        ["seed=4", "steps=2e4", "agent.lr=1e-3", "batch_size=64", "gamma=none", "loggers=tensorboard,wandb",
+         "progress=false"]))
+    assert (cfg.seed, cfg.steps, cfg.agent.lr, cfg.agent.batch_size) == (4, 20000, 1e-3, 64)
+    assert cfg.agent.gamma is None and cfg.loggers == ["tensorboard", "wandb"] and cfg.progress is False
+
+
+def test_yaml_file_then_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("task: walker-walk\nseed: 2\nagent:\n  hidden_dim: 128\n  lr: 0.001\n")
+    cfg = build_config(config_file=str(path), overrides={"seed": "9"})
+    assert (cfg.task, cfg.seed, cfg.agent.hidden_dim, cfg.agent.lr) == ("walker-walk", 9, 128, 0.001)
+    path.write_text("agent:\n  hiden_dim: 128\n")
+    with pytest.raises(ConfigError, match="unknown config key 'agent.hiden_dim'; did you mean 'agent.hidden_dim'"):
+        build_config(config_file=str(path))
+    path.write_text("seed: [1, 2]\n")
+    with pytest.raises(ConfigError, match=r"config key 'seed' expects int, got \[1, 2\]"):
+        build_config(config_file=str(path))
+    with pytest.raises(ConfigError, match="does not exist"):
+        build_config(config_file=str(tmp_path / "missing.yaml"))
+
+
+@pytest.mark.parametrize("value, tp, expected", [
+    ("3", int, 3), ("1e5", int, 100000), ("1_000", int, 1000), ("0.5", float, 0.5), ("yes", bool, True),
+    ("off", bool, False), ("null", int | None, None), ("a,b", list[str], ["a", "b"]),
+])
+def test_coerce(value, tp, expected):
+    assert coerce("k", value, tp) == expected
+
+
+@pytest.mark.parametrize("value, tp", [("2.5", int), ("x", float), ("maybe", bool), (True, int), (None, int)])
+def test_coerce_rejects(value, tp):
+    with pytest.raises(ConfigError, match="config key 'k'"):
+        coerce("k", value, tp)
+
+
+def test_bad_values_are_named():
+    with pytest.raises(ConfigError, match="'agent.tau' must lie in"):
+        build_config("sac", overrides={"tau": "2"})
+    with pytest.raises(ConfigError, match="unknown task 'walker-wlak'"):
+        build_config("sac", overrides={"task": "walker-wlak"})
+    cfg = RunConfig(agent=SACConfig())
+    with pytest.raises(ConfigError, match="unknown config key 'stepz'; did you mean 'steps'"):
+        apply_overrides(cfg, {"stepz": "1"})
+
+
+def test_config_hash_ignores_seed_and_non_semantic_keys():
+    a = build_config("sac", overrides={"seed": "1", "device": "cpu", "results_dir": "/x"})
+    b = build_config("sac", overrides={"seed": "2"})
+    c = build_config("sac", overrides={"agent.lr": "0.1"})
+    assert config_hash(a) == config_hash(b) != config_hash(c)
