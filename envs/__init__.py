@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import importlib.util
 
-import gymnasium as gym
+from envs.rendering import configure_gl
 
-from envs.registry import (DMCONTROL, MANISKILL2, METAWORLD, MYOSUITE, TASKS, TaskSpec, UnknownTaskError,
-                           get_task, task_names)
+configure_gl()  # before anything imports dm_control, which reads MUJOCO_GL once
+
+import gymnasium as gym  # noqa: E402
+
+from envs.registry import (DMCONTROL, MANISKILL2, METAWORLD, MYOSUITE, TASKS, TaskSpec,  # noqa: E402
+                           UnknownTaskError, get_task, task_names)
 
 __all__ = ["TASKS", "TaskSpec", "UnknownTaskError", "SuiteNotInstalledError", "get_task", "task_names",
            "make_env", "availability"]

@@ -7,6 +7,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("PYTHONHASHSEED", "0")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: see algorithms/__init__.py
+
+from envs.rendering import configure_gl  # noqa: E402
+
+configure_gl()  # before any test module imports dm_control directly
 
 
 @pytest.fixture

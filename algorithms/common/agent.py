@@ -45,6 +45,6 @@ class Agent(abc.ABC):
     def reset(self) -> None:
         """Called at the start of every episode (e.g. to drop a warm-started plan)."""
 
-    def on_seeding_done(self, buffer: ReplayBuffer) -> dict[str, float]:
-        """Called once when the random seed steps end (e.g. for pre-training updates)."""
+    def on_seeding_done(self, buffer: ReplayBuffer, seed_steps: int) -> dict[str, float]:
+        """Called once when the ``seed_steps`` random agent steps end (e.g. for pre-training updates)."""
         return {}

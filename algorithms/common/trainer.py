@@ -168,17 +168,23 @@ def check_finite(metrics: dict[str, float], env_step: int, updates: int) -> None
 
 def evaluate_policy(agent: Agent, env, episodes: int, seed_of) -> dict[str, Any]:
     """Mean return (and success at the last step, where the suite defines it) of the deterministic policy."""
-    returns, lengths, successes = [], [], []
+    returns, lengths, successes, start_values, discounted = [], [], [], [], []
+    estimates_value = hasattr(agent, "value_estimate")
     for k in range(episodes):
         obs, _ = env.reset(seed=seed_of(k))
         agent.reset()
-        total, length, done, info = 0.0, 0, False, {}
+        if estimates_value:
+            start_values.append(agent.value_estimate(obs))
+        total, discounted_total, weight, length, done, info = 0.0, 0.0, 1.0, 0, False, {}
         while not done:
             obs, reward, terminated, truncated, info = env.step(agent.act(obs, eval_mode=True))
             total += float(reward)
+            discounted_total += weight * float(reward)
+            weight *= getattr(agent, "discount", 1.0)
             length += 1
             done = terminated or truncated
         returns.append(total)
+        discounted.append(discounted_total)
         lengths.append(length)
         if "success" in info:
             successes.append(float(info["success"]))
@@ -189,6 +195,9 @@ def evaluate_policy(agent: Agent, env, episodes: int, seed_of) -> dict[str, Any]
         "success": float(np.mean(successes)) if successes else None,
         "episode_length": float(np.mean(lengths)), "episodes": episodes,
         "returns": returns,
+        # value over-estimation (METHOD.md): the learned value of the start states beside what was collected
+        **({"value_estimate": float(np.mean(start_values)), "discounted_return": float(np.mean(discounted))}
+           if estimates_value else {}),
     }
 
 
@@ -345,7 +354,8 @@ class OnlineTrainer:
             if c["env_step"] >= schedule.seed_env_steps:
                 if not c["seeding_done"]:
                     c["seeding_done"] = True
-                    metrics = self.agent.on_seeding_done(self.buffer)
+                    metrics = self.agent.on_seeding_done(
+                        self.buffer, schedule.seed_env_steps // spec.action_repeat)
                     check_finite(metrics, c["env_step"], c["updates"])
                 tic = time.perf_counter()
                 metrics = self.agent.update(self.buffer)

@@ -1,0 +1,156 @@
+"""Cost of our env adapter per agent step against the raw dm_control step doing the same physics work.
+
+For each task, two copies of the environment are created with the same seed: ``make_env(task)`` (our
+``DMControlEnv``: action rescaling, action repeat, reward sum, episode limit, flat float32 observation) and
+the raw ``dm_env`` of a second ``make_env(task)``, stepped ``action_repeat`` times per agent step with the
+same (pre-rescaled) action sequence. Both follow identical trajectories (checked after every block).
+
+The two are timed side by side in alternating blocks of ``--block`` agent steps (the order flips from one
+block to the next), so that machine noise hits both alike; the headline is the median over all blocks of
+the per-block ratio wrapper/raw. Resets are never timed: both copies are reset together, between blocks,
+before a block would cross the episode limit.
+
+    python benchmarks/env_step.py                                   # cartpole-balance
+    python benchmarks/env_step.py --tasks walker-walk,cheetah-run --steps 4000 --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import numpy as np
+
+from _common import csv_list, emit, log, median, quartiles, torch_threads
+
+BENCHMARK = "env_step"
+GOAL_RATIO = 1.05
+
+
+def seeded_reset(dm_env, seed: int) -> None:
+    """What ``DMControlEnv.reset(seed=...)`` does to its dm_env, applied to the raw copy."""
+    dm_env.task._random = np.random.RandomState(seed)
+    dm_env.reset()
+
+
+def bench_task(task: str, steps: int, repeats: int, block: int, seed: int, warmup: int) -> dict:
+    from envs import make_env
+
+    env = make_env(task, seed=seed)
+    wrapper = env.unwrapped
+    spec = wrapper.spec_
+    raw = make_env(task, seed=seed).unwrapped.dm_env
+    repeat = spec.action_repeat
+
+    # Agent steps per episode: the registry's limit, or dm_control's own time limit if that comes first.
+    step_limit = getattr(raw, "_step_limit", math.inf)
+    episode = spec.episode_length if math.isinf(step_limit) else min(spec.episode_length,
+                                                                      int(step_limit) // repeat)
+    block = min(block, episode)
+    blocks_per_repeat = max(1, steps // block)
+    total_blocks = blocks_per_repeat * repeats
+
+    rng = np.random.default_rng(seed)
+    actions = rng.uniform(-1.0, 1.0, size=(total_blocks + 1, block, *env.action_space.shape)).astype(np.float32)
+    # The same rescaling DMControlEnv.step does, done ahead of time for the raw side.
+    dm_actions = wrapper._action_low + (actions.astype(np.float64) + 1.0) * wrapper._action_scale
+
+    def run_wrapper(acts) -> int:
+        step = env.step
+        t0 = time.perf_counter_ns()
+        for a in acts:
+            step(a)
+        return time.perf_counter_ns() - t0
+
+    def run_raw(acts) -> int:
+        step = raw.step
+        t0 = time.perf_counter_ns()
+        for a in acts:
+            for _ in range(repeat):
+                step(a)
+        return time.perf_counter_ns() - t0
+
+    episode_seed = seed
+    env.reset(seed=episode_seed)
+    seeded_reset(raw, episode_seed)
+    in_episode = 0
+
+    def maybe_reset() -> None:
+        nonlocal in_episode, episode_seed
+        if in_episode + block > episode:
+            episode_seed += 1
+            env.reset(seed=episode_seed)
+            seeded_reset(raw, episode_seed)
+            in_episode = 0
+
+    # Warm-up (untimed): caches, lazily built dm_control objects, CPU frequency.
+    for _ in range(max(1, warmup // block)):
+        maybe_reset()
+        run_wrapper(actions[-1])
+        run_raw(dm_actions[-1])
+        in_episode += block
+
+    wrapper_us, raw_us, ratios, repeat_ratios = [], [], [], []
+    for r in range(repeats):
+        w_total = r_total = 0
+        for b in range(blocks_per_repeat):
+            i = r * blocks_per_repeat + b
+            maybe_reset()
+            if i % 2 == 0:
+                tw = run_wrapper(actions[i])
+                tr = run_raw(dm_actions[i])
+            else:
+                tr = run_raw(dm_actions[i])
+                tw = run_wrapper(actions[i])
+            in_episode += block
+            if not np.array_equal(wrapper.physics.data.qpos, raw.physics.data.qpos):
+                raise AssertionError(f"{task}: wrapper and raw copies diverged: not the same physics work")
+            wrapper_us.append(tw / 1e3 / block)
+            raw_us.append(tr / 1e3 / block)
+            ratios.append(tw / tr)
+            w_total += tw
+            r_total += tr
+        repeat_ratios.append(w_total / r_total)
+        log(f"[env_step] {task} repeat {r + 1}/{repeats}: wrapper {w_total / 1e3 / (blocks_per_repeat * block):.1f} "
+            f"us/step, raw {r_total / 1e3 / (blocks_per_repeat * block):.1f} us/step, "
+            f"ratio {w_total / r_total:.3f}")
+    env.close()
+    raw.close()
+    return {
+        "wrapper_us": median(wrapper_us), "raw_us": median(raw_us), "ratio": median(ratios),
+        "ratio_iqr": quartiles(ratios), "repeat_ratios": [round(x, 4) for x in repeat_ratios],
+        "block": block, "blocks": total_blocks, "timed_steps": blocks_per_repeat * block,
+        "action_repeat": repeat,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", default="cartpole-balance", help="comma-separated state tasks")
+    parser.add_argument("--steps", type=int, default=3000, help="timed agent steps per side per repeat")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--block", type=int, default=100, help="agent steps per timed block")
+    parser.add_argument("--warmup", type=int, default=200, help="untimed agent steps per side first")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.steps <= 0 or args.repeats <= 0 or args.block <= 0:
+        parser.error("--steps, --repeats and --block must be positive")
+
+    threads = torch_threads()
+    for task in csv_list(args.tasks):
+        log(f"[env_step] {task}: {args.repeats} x {args.steps} agent steps per side, blocks of {args.block}")
+        res = bench_task(task, args.steps, args.repeats, args.block, args.seed, args.warmup)
+        context = {"task": task, "steps": res["timed_steps"], "repeats": args.repeats, "block": res["block"],
+                   "blocks": res["blocks"], "action_repeat": res["action_repeat"], "device": "cpu",
+                   "torch_threads": threads, "statistic": "median of per-block figures"}
+        emit(BENCHMARK, "wrapper_us_per_step", round(res["wrapper_us"], 2), "us/agent_step", **context)
+        emit(BENCHMARK, "raw_us_per_step", round(res["raw_us"], 2), "us/agent_step", **context)
+        q1, q3 = res["ratio_iqr"]
+        emit(BENCHMARK, "ratio", round(res["ratio"], 4), "wrapper/raw", goal=GOAL_RATIO,
+             meets_goal=bool(res["ratio"] <= GOAL_RATIO), overhead_us=round(res["wrapper_us"] - res["raw_us"], 2),
+             ratio_p25=round(q1, 4), ratio_p75=round(q3, 4), repeat_ratios=res["repeat_ratios"], **context)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""The benchmark scripts run end to end with tiny sizes and print only well-formed JSON figures on stdout."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / "benchmarks"
+REQUIRED_KEYS = ("benchmark", "metric", "value", "unit", "task", "steps", "repeats", "device", "torch_threads")
+
+
+def _rendering_reason() -> str | None:
+    from envs.rendering import rendering_unavailable_reason
+
+    return rendering_unavailable_reason()
+
+
+def run_benchmark(script: str, *args: str) -> list[dict]:
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"{script} failed ({proc.returncode}):\n{proc.stderr[-3000:]}"
+    lines = proc.stdout.splitlines()
+    assert lines, f"{script} printed nothing on stdout; stderr:\n{proc.stderr[-2000:]}"
+    records = []
+    for line in lines:
+        record = json.loads(line)  # every stdout line is one JSON object
+        assert isinstance(record, dict), line
+        missing = [key for key in REQUIRED_KEYS if key not in record]
+        assert not missing, f"{script}: keys {missing} missing from {line}"
+        value = record["value"]
+        assert isinstance(value, (int, float)) and not isinstance(value, bool), line
+        assert math.isfinite(value) and value > 0, f"{script}: value must be positive and finite: {line}"
+        assert record["benchmark"] == script.removesuffix(".py")
+        records.append(record)
+    return records
+
+
+def metrics(records: list[dict]) -> dict[str, dict]:
+    return {(r["task"], r["metric"]): r for r in records}
+
+
+def test_env_step():
+    records = run_benchmark("env_step.py", "--steps", "200", "--repeats", "2", "--block", "50", "--warmup", "50")
+    by_metric = metrics(records)
+    assert set(by_metric) == {("cartpole-balance", m) for m in ("wrapper_us_per_step", "raw_us_per_step", "ratio")}
+    ratio = by_metric[("cartpole-balance", "ratio")]
+    assert ratio["goal"] == 1.05 and ratio["meets_goal"] == (ratio["value"] <= 1.05)
+    assert ratio["steps"] == 200 and ratio["repeats"] == 2 and ratio["action_repeat"] == 2
+
+
+@pytest.mark.skipif(_rendering_reason() is not None, reason=str(_rendering_reason()))
+def test_render():
+    records = run_benchmark("render.py", "--steps", "20", "--repeats", "2", "--block", "10", "--warmup", "5")
+    by_metric = metrics(records)
+    assert set(by_metric) == {("cheetah-run-pixels", "env_steps_per_s"), ("cheetah-run-pixels", "raw_render_per_s")}
+    for record in records:
+        assert record["mujoco_gl"] and record["render_size"] == 64 and record["obs_shape"] == [9, 64, 64]
+
+
+def test_sac_updates():
+    args = ["--updates", "5", "--repeats", "2", "--warmup", "1", "--buffer", "600", "--act-calls", "5",
+            "--hidden-dim", "32", "--batch-size", "16", "--device", "cpu"]
+    pixels = _rendering_reason() is None
+    if pixels:
+        args += ["--pixels", "--pixel-updates", "1", "--pixel-buffer", "60"]
+    records = run_benchmark("sac_updates.py", *args)
+    expected = {("cartpole-balance", m) for m in ("updates_per_s", "ms_per_update", "act_ms")}
+    if pixels:
+        expected |= {("cheetah-run-pixels", m) for m in ("updates_per_s", "ms_per_update", "act_ms")}
+    assert set(metrics(records)) == expected
+    assert all(r["device"] == "cpu" and r["torch_threads"] == 1 and r["batch_size"] == 16 for r in records)
