@@ -23,6 +23,7 @@ class AlgorithmEntry:
 ALGORITHMS: dict[str, AlgorithmEntry] = {
     entry.name: entry for entry in (
         AlgorithmEntry("sac", "algorithms.sac", "Soft actor-critic: twin Q, tanh-Gaussian actor, auto entropy"),
+        AlgorithmEntry("tdmpc2", "algorithms.tdmpc2", "TD-MPC2: latent world model + MPPI planning"),
     )
 }
 

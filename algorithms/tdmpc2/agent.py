@@ -1,0 +1,307 @@
+"""TD-MPC2 (Hansen, Su and Wang, 2024, "TD-MPC2: Scalable, Robust World Models for Continuous Control").
+
+A latent world model trained jointly on consistency, reward and value losses over a short horizon, a
+policy prior trained to maximise Q plus entropy, and MPPI planning with the model at every env step.
+Defaults are TD-MPC2's; the world model is the shared one in ``algorithms/world_model`` (MBDPO uses it too).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from algorithms.common.agent import Agent as AgentBase
+from algorithms.common.buffer import ReplayBuffer
+from algorithms.common.config import ConfigError
+from algorithms.tdmpc2.planner import MPPIConfig, Plan, mppi_plan
+from algorithms.world_model import WorldModel, resolve
+from algorithms.world_model.diagnostics import policy_drift, td_errors
+from algorithms.world_model.presets import PRESETS
+from algorithms.world_model.scale import RunningScale
+
+
+@dataclass
+class Config:
+    """TD-MPC2 hyper-parameters (``agent.<name>=value``); world-model sizes come from ``model_size``."""
+
+    model_size: str = "6M"
+    """Size preset: 1.7M, 6M, 21M, 54M or 340M (MBDPO's names for TD-MPC2's 1/5/19/48/317M models)."""
+    enc_dim: int | None = None
+    """Override the preset's encoder width."""
+    mlp_dim: int | None = None
+    """Override the preset's MLP width."""
+    latent_dim: int | None = None
+    """Override the preset's latent size (a multiple of simnorm_dim)."""
+    num_enc_layers: int | None = None
+    """Override the preset's encoder depth."""
+    num_q: int | None = None
+    """Override the preset's Q-ensemble size."""
+    task_dim: int = 96
+    """Task-embedding size (multi-task only)."""
+    num_bins: int = 101
+    """Two-hot bins of reward and value."""
+    vmin: float = -10.0
+    """Lowest bin (symlog space)."""
+    vmax: float = 10.0
+    """Highest bin (symlog space)."""
+    simnorm_dim: int = 8
+    """SimNorm group size."""
+    dropout: float = 0.01
+    """Dropout in the first layer of each Q-function."""
+    termination: bool = False
+    """Learn a termination head (episodic tasks)."""
+    lr: float = 3e-4
+    """Adam learning rate."""
+    enc_lr_scale: float = 0.3
+    """Encoder learning rate relative to lr."""
+    grad_clip_norm: float = 20.0
+    """Gradient-norm clip of the world-model update."""
+    batch_size: int = 256
+    """Sub-trajectories per update."""
+    horizon: int = 3
+    """Model rollout length in the loss and in planning."""
+    rho: float = 0.5
+    """Per-step weight decay of the losses over the horizon."""
+    consistency_coef: float = 20.0
+    """Weight of the latent consistency loss."""
+    reward_coef: float = 0.1
+    """Weight of the reward loss."""
+    value_coef: float = 0.1
+    """Weight of the value loss."""
+    termination_coef: float = 1.0
+    """Weight of the termination loss."""
+    entropy_coef: float = 1e-4
+    """Entropy bonus of the policy prior."""
+    tau: float = 0.01
+    """EMA rate of the target Qs and of the policy loss scale."""
+    discount: float | None = None
+    """Discount; None = the task's."""
+    mpc: bool = True
+    """Act by MPPI planning (otherwise by the policy prior)."""
+    iterations: int = 6
+    """MPPI iterations."""
+    num_samples: int = 512
+    """MPPI action sequences per iteration."""
+    num_elites: int = 64
+    """MPPI elites."""
+    num_pi_trajs: int = 24
+    """Policy-prior trajectories among the samples."""
+    min_std: float = 0.05
+    """Lowest MPPI standard deviation."""
+    max_std: float = 2.0
+    """Initial (highest) MPPI standard deviation."""
+    temperature: float = 0.5
+    """MPPI score temperature (multiplies the elite values)."""
+    pretrain_updates: int | None = None
+    """Updates once seeding ends; None = as many as seed steps (TD-MPC2)."""
+    diag_every: int = 1000
+    """Updates between diagnostics (policy drift, cross-TD error); 0 turns them off."""
+    diag_batch: int = 8
+    """Buffer states the diagnostics plan from (each costs two MPPI plans)."""
+
+    def validate(self) -> None:
+        if self.model_size not in PRESETS:
+            raise ConfigError(f"config key 'agent.model_size' is {self.model_size!r}; valid: {', '.join(PRESETS)}")
+        for key in ("batch_size", "horizon", "iterations", "num_samples", "num_elites"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"config key 'agent.{key}' must be positive, got {getattr(self, key)}")
+        if self.num_elites > self.num_samples or self.num_pi_trajs >= self.num_samples:
+            raise ConfigError(f"need num_pi_trajs ({self.num_pi_trajs}) < num_samples ({self.num_samples}) "
+                              f"and num_elites ({self.num_elites}) <= num_samples")
+        resolve(self.model_size, **self.model_overrides())
+
+    def model_overrides(self) -> dict[str, Any]:
+        names = {f.name for f in fields(Config)}
+        keys = ("enc_dim", "mlp_dim", "latent_dim", "num_enc_layers", "num_q", "task_dim", "num_bins", "vmin",
+                "vmax", "simnorm_dim", "dropout", "tau", "termination")
+        return {k: getattr(self, k) for k in keys if k in names}
+
+    def mppi(self) -> MPPIConfig:
+        return MPPIConfig(horizon=self.horizon, iterations=self.iterations, num_samples=self.num_samples,
+                          num_elites=self.num_elites, num_pi_trajs=self.num_pi_trajs, min_std=self.min_std,
+                          max_std=self.max_std, temperature=self.temperature)
+
+
+class Agent(AgentBase):
+    """TD-MPC2 on one task (``task_id`` selects the embedding when the model is multi-task)."""
+
+    def __init__(self, cfg: Config, spec, observation_space, action_space, device: torch.device,
+                 num_tasks: int = 1, task_id: int = 0):
+        super().__init__(cfg, spec, observation_space, action_space, device)
+        self.horizon = cfg.horizon
+        self.discount = cfg.discount if cfg.discount is not None else spec.discount
+        self.model = WorldModel(resolve(cfg.model_size, **cfg.model_overrides()), observation_space.shape,
+                                action_space.shape[0], num_tasks=num_tasks).to(device)
+        self.task = torch.tensor([task_id], device=device) if num_tasks > 1 else None
+        self.mppi_cfg = cfg.mppi()
+        model = self.model
+        encoder_lr = cfg.lr * cfg.enc_lr_scale
+        groups = [{"params": model._encoder.parameters(), "lr": encoder_lr},
+                  {"params": model._dynamics.parameters()}, {"params": model._reward.parameters()},
+                  {"params": model._Qs.parameters()}]
+        if model._termination is not None:
+            groups.append({"params": model._termination.parameters()})
+        if model.multitask:
+            groups.append({"params": model.task_emb.parameters()})
+        self.optim = torch.optim.Adam(groups, lr=cfg.lr)
+        self.pi_optim = torch.optim.Adam(model._pi.parameters(), lr=cfg.lr, eps=1e-5)
+        self.scale = RunningScale(cfg.tau).to(device)
+        self.prev_mean: torch.Tensor | None = None
+        self.num_updates = 0
+        self.rho_weights = cfg.rho ** torch.arange(cfg.horizon + 1, dtype=torch.float32, device=device)
+
+    # --- acting -----------------------------------------------------------------------------------------------
+    def reset(self) -> None:
+        self.prev_mean = None
+
+    def plan(self, z: torch.Tensor, eval_mode: bool, prev_mean: torch.Tensor | None = None,
+             task: torch.Tensor | None = None) -> Plan:
+        return mppi_plan(self.model, z, self.mppi_cfg, self.discount, prev_mean=prev_mean, task=task,
+                         eval_mode=eval_mode)
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, eval_mode: bool) -> np.ndarray:
+        self.model.eval()
+        z = self.model.encode(torch.as_tensor(obs, device=self.device).unsqueeze(0), self.task)
+        if self.cfg.mpc:
+            plan = self.plan(z, eval_mode, self.prev_mean, self.task)
+            self.prev_mean = plan.mean
+            action = plan.action
+        else:
+            out = self.model.pi(z, self.task)
+            action = out.mean if eval_mode else out.action
+        return action[0].cpu().numpy().astype(np.float32)
+
+    @torch.no_grad()
+    def value_estimate(self, obs: np.ndarray) -> float:
+        """Q(z_0, π(z_0)) of a start state: compared with the collected return, it shows over-estimation."""
+        self.model.eval()
+        z = self.model.encode(torch.as_tensor(obs, device=self.device).unsqueeze(0), self.task)
+        return self.model.Q(z, self.model.pi(z, self.task).mean, self.task, return_type="avg").item()
+
+    # --- learning ---------------------------------------------------------------------------------------------
+    def _batch(self, buffer: ReplayBuffer):
+        batch = buffer.sample(self.cfg.batch_size, horizon=self.cfg.horizon)
+        dev = self.device
+        obs = torch.as_tensor(batch.obs, device=dev).transpose(0, 1)  # (H+1, B, ...)
+        action = torch.as_tensor(batch.action, device=dev).transpose(0, 1)
+        reward = torch.as_tensor(batch.reward, device=dev).transpose(0, 1).unsqueeze(-1)
+        terminated = torch.as_tensor(batch.terminated, device=dev, dtype=torch.float32).transpose(0, 1).unsqueeze(-1)
+        if self.model.pixels:
+            shape = obs.shape
+            obs = self.model.augment(obs.reshape(-1, *shape[2:])).reshape(shape)
+        task = None if self.task is None else self.task.expand(obs.shape[1])
+        return obs, action, reward, terminated, task
+
+    @torch.no_grad()
+    def td_target(self, next_z: torch.Tensor, reward: torch.Tensor, terminated: torch.Tensor,
+                  task: torch.Tensor | None) -> torch.Tensor:
+        """y = r + γ (1 − d) min(Q̄_i, Q̄_j)(z', a'), a' ~ π(z'), two random target Qs."""
+        next_action = self.model.pi(next_z, task).action
+        return reward + self.discount * (1 - terminated) * self.model.Q(next_z, next_action, task, "min", target=True)
+
+    def update(self, buffer: ReplayBuffer) -> dict[str, float]:
+        """One TD-MPC2 update: world model (consistency, reward, value[, termination]), then the policy prior."""
+        cfg, model = self.cfg, self.model
+        obs, action, reward, terminated, task = self._batch(buffer)
+        with torch.no_grad():
+            next_z = model.encode(obs[1:], task)
+            td_targets = self.td_target(next_z, reward, terminated, task)
+
+        model.train()
+        z = model.encode(obs[0], task)
+        zs = [z]
+        consistency = torch.zeros((), device=self.device)
+        for t in range(cfg.horizon):
+            z = model.next(z, action[t], task)
+            consistency = consistency + F.mse_loss(z, next_z[t]) * cfg.rho ** t
+            zs.append(z)
+        zs_t = torch.stack(zs)  # (H+1, B, D)
+        rollout = zs_t[:-1]
+        q_logits = model.Q(rollout, action, task, return_type="all")  # (K, H, B, bins)
+        reward_logits = model.reward(rollout, action, task)
+        weights = self.rho_weights[: cfg.horizon].view(-1, 1, 1)
+        reward_loss = (model.soft_ce(reward_logits, reward) * weights).mean(dim=(1, 2)).sum()
+        value_loss = (model.soft_ce(q_logits, td_targets.unsqueeze(0).expand(q_logits.shape[0], -1, -1, -1))
+                      * weights).mean(dim=(2, 3)).sum()
+        consistency, reward_loss = consistency / cfg.horizon, reward_loss / cfg.horizon
+        value_loss = value_loss / (cfg.horizon * q_logits.shape[0])
+        total = cfg.consistency_coef * consistency + cfg.reward_coef * reward_loss + cfg.value_coef * value_loss
+        metrics: dict[str, float] = {}
+        if model._termination is not None:
+            termination_loss = F.binary_cross_entropy_with_logits(model.termination(zs_t[1:], task), terminated)
+            total = total + cfg.termination_coef * termination_loss
+            metrics["termination_loss"] = termination_loss.item()
+        self.optim.zero_grad(set_to_none=True)
+        total.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip_norm)
+        self.optim.step()
+
+        pi_metrics = self.update_pi(zs_t.detach(), task)
+        model.soft_update_target_Q()
+        self.num_updates += 1
+        metrics.update(consistency_loss=consistency.item(), reward_loss=reward_loss.item(),
+                       value_loss=value_loss.item(), total_loss=total.item(), grad_norm=grad_norm.item(),
+                       **pi_metrics)
+        if cfg.diag_every and self.num_updates % cfg.diag_every == 0:
+            metrics.update(self.diagnostics(obs, action, reward, task))
+        return metrics
+
+    def update_pi(self, zs: torch.Tensor, task: torch.Tensor | None) -> dict[str, float]:
+        """Policy prior: maximise ρ-weighted Q/scale + entropy_coef · scaled entropy over the rollout latents."""
+        out = self.model.pi(zs, task)
+        q = self.model.Q(zs, out.action, task, return_type="avg", detach=True)
+        self.scale.update(q[0])
+        q = self.scale(q)
+        pi_loss = (-(self.cfg.entropy_coef * out.scaled_entropy + q).mean(dim=(1, 2)) * self.rho_weights).mean()
+        self.pi_optim.zero_grad(set_to_none=True)
+        pi_loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model._pi.parameters(), self.cfg.grad_clip_norm)
+        self.pi_optim.step()
+        return {"pi_loss": pi_loss.item(), "pi_entropy": out.entropy.mean().item(), "pi_scale": self.scale.value.item()}
+
+    @torch.no_grad()
+    def diagnostics(self, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor,
+                    task: torch.Tensor | None) -> dict[str, float]:
+        """Policy drift of MPPI's search distribution from the prior, and cross-TD error, on buffer states."""
+        n = min(self.cfg.diag_batch, obs.shape[1])
+        model = self.model
+        model.eval()
+        task_n = None if task is None else task[:n]
+        z, next_z = model.encode(obs[0, :n], task_n), model.encode(obs[1, :n], task_n)
+        search = self.plan(z, eval_mode=True, task=task_n)
+        prior = model.pi(z, task_n)
+        drift = policy_drift(search.mean[:, 0], search.std[:, 0], prior.mu, prior.log_std)
+        next_search = self.plan(next_z, eval_mode=True, task=task_n)
+        errors = td_errors(model, z, action[0, :n], reward[0, :n], next_z, model.pi(next_z, task_n).action,
+                           next_search.mean[:, 0], self.discount, task_n)
+        model.train()
+        return {**drift, **errors}
+
+    def on_seeding_done(self, buffer: ReplayBuffer, seed_steps: int) -> dict[str, float]:
+        """TD-MPC2 pre-trains on the seed data with as many updates as seed steps."""
+        n = self.cfg.pretrain_updates if self.cfg.pretrain_updates is not None else seed_steps
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        for _ in range(n):
+            for key, value in self.update(buffer).items():
+                sums[key] = sums.get(key, 0.0) + value
+                counts[key] = counts.get(key, 0) + 1
+        return {f"pretrain_{key}": value / counts[key] for key, value in sums.items()}
+
+    # --- checkpoints ------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optim": self.optim.state_dict(),
+                "pi_optim": self.pi_optim.state_dict(), "scale": self.scale.state_dict(),
+                "num_updates": self.num_updates}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optim.load_state_dict(state["optim"])
+        self.pi_optim.load_state_dict(state["pi_optim"])
+        self.scale.load_state_dict(state["scale"])
+        self.num_updates = state["num_updates"]

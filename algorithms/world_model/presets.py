@@ -1,0 +1,52 @@
+"""World-model hyper-parameters and the paper's size presets (MBDPO appendix D; TD-MPC2's 1/5/19/48/317M).
+
+Preset names are the paper's (they count MBDPO's energy and score networks too); dimensions are
+encoder dim / MLP dim / latent dim / encoder layers / Q-functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from algorithms.common.config import ConfigError
+
+PRESETS: dict[str, dict[str, int]] = {
+    "1.7M": dict(enc_dim=256, mlp_dim=384, latent_dim=128, num_enc_layers=2, num_q=2),
+    "6M": dict(enc_dim=256, mlp_dim=512, latent_dim=512, num_enc_layers=2, num_q=5),
+    "21M": dict(enc_dim=1024, mlp_dim=1024, latent_dim=768, num_enc_layers=3, num_q=5),
+    "54M": dict(enc_dim=1792, mlp_dim=1792, latent_dim=768, num_enc_layers=4, num_q=5),
+    "340M": dict(enc_dim=4096, mlp_dim=4096, latent_dim=1376, num_enc_layers=5, num_q=8),
+}
+
+
+@dataclass
+class WorldModelConfig:
+    """Resolved world-model dimensions and constants (built from an agent config by :func:`resolve`)."""
+
+    enc_dim: int
+    mlp_dim: int
+    latent_dim: int
+    num_enc_layers: int
+    num_q: int
+    task_dim: int = 96
+    num_bins: int = 101
+    vmin: float = -10.0
+    vmax: float = 10.0
+    simnorm_dim: int = 8
+    dropout: float = 0.01
+    num_channels: int = 32
+    log_std_min: float = -10.0
+    log_std_max: float = 2.0
+    tau: float = 0.01
+    termination: bool = False
+
+
+def resolve(model_size: str, **overrides) -> WorldModelConfig:
+    """The preset ``model_size`` with any non-None overrides (e.g. latent_dim=64 for a toy model)."""
+    if model_size not in PRESETS:
+        raise ConfigError(f"unknown model_size {model_size!r}; valid: {', '.join(PRESETS)}")
+    values = {**PRESETS[model_size], **{k: v for k, v in overrides.items() if v is not None}}
+    cfg = WorldModelConfig(**values)
+    if cfg.latent_dim % cfg.simnorm_dim:
+        raise ConfigError(f"latent_dim {cfg.latent_dim} must be a multiple of simnorm_dim {cfg.simnorm_dim}")
+    return cfg

@@ -1,0 +1,156 @@
+"""TD-MPC2: MPPI on a hand-built model, the agent's update and diagnostics, resume bit for bit."""
+
+import csv
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from algorithms.cli import main
+from algorithms.tdmpc2 import Agent, Config
+from algorithms.tdmpc2.planner import MPPIConfig, estimate_value, mppi_plan
+from algorithms.world_model.diagnostics import gaussian_log_prob, policy_drift, tanh_gaussian_log_prob
+from envs import get_task, make_env
+
+TARGET = torch.tensor([0.6, -0.3])
+
+
+class QuadraticModel:
+    """A toy 'world model': the latent never changes, r(z, a) = -|a - a*|², no terminal value; the
+    policy prior proposes uniform random actions. The return of a sequence is maximised by a_t = a*."""
+
+    action_dim, multitask = 2, False
+
+    def __init__(self, target=TARGET):
+        self.target = target
+
+    def reward_value(self, z, a, task=None):
+        return -(a - self.target).pow(2).sum(-1, keepdim=True)
+
+    def next(self, z, a, task=None):
+        return z
+
+    def Q(self, z, a, task=None, return_type="avg", **kwargs):
+        return torch.zeros(*z.shape[:-1], 1)
+
+    def pi(self, z, task=None):
+        return SimpleNamespace(action=torch.rand(*z.shape[:-1], 2) * 2 - 1)
+
+
+def test_estimate_value_sums_discounted_rewards():
+    model = QuadraticModel()
+    actions = TARGET.expand(3, 1, 2).clone()
+    actions[1] += torch.tensor([1.0, 0.0])  # one unit off at t = 1
+    value = estimate_value(model, torch.zeros(1, 4), actions, discount=0.9)
+    assert value.item() == pytest.approx(-0.9)
+
+
+def test_mppi_recovers_the_maximiser_of_a_quadratic_return():
+    torch.manual_seed(0)
+    plan = mppi_plan(QuadraticModel(), torch.zeros(3, 4), MPPIConfig(), discount=0.99, eval_mode=True)
+    assert plan.mean.shape == (3, 3, 2) and plan.action.shape == (3, 2)
+    assert torch.allclose(plan.mean[:, 0], TARGET.expand(3, 2), atol=0.05)
+    assert torch.allclose(plan.action, TARGET.expand(3, 2), atol=0.1)
+    assert (plan.std >= 0.05 - 1e-6).all() and (plan.std[:, 0] < 0.5).all()
+
+
+def test_mppi_warm_start_shifts_the_previous_plan():
+    torch.manual_seed(0)
+    cfg = MPPIConfig(iterations=1, num_samples=8, num_elites=8, num_pi_trajs=0, max_std=1e-6, min_std=1e-6)
+    prev = torch.tensor([[[0.1, 0.1], [0.2, 0.2], [0.3, 0.3]]])
+    plan = mppi_plan(QuadraticModel(), torch.zeros(1, 4), cfg, 0.99, prev_mean=prev, eval_mode=True)
+    assert torch.allclose(plan.mean[0], torch.tensor([[0.2, 0.2], [0.3, 0.3], [0.0, 0.0]]), atol=1e-4)
+
+
+def test_diagnostic_densities():
+    x, mean, std = torch.tensor([[0.3, -0.2]]), torch.tensor([[0.0, 0.1]]), torch.tensor([[0.5, 2.0]])
+    expected = torch.distributions.Normal(mean, std).log_prob(x).sum(-1)
+    assert torch.allclose(gaussian_log_prob(x, mean, std), expected)
+    tanh = torch.distributions.TransformedDistribution(torch.distributions.Normal(mean, std),
+                                                       [torch.distributions.TanhTransform()])
+    assert torch.allclose(tanh_gaussian_log_prob(x, mean, std.log()), tanh.log_prob(x).sum(-1), atol=1e-5)
+    # identical distributions: the drift estimate is near zero; a shifted search is positive
+    mu = torch.zeros(16, 2)
+    same = policy_drift(torch.tanh(mu), torch.full((16, 2), 0.05), mu, torch.full((16, 2), math.log(0.05)), 4000)
+    shifted = policy_drift(torch.full((16, 2), 0.5), torch.full((16, 2), 0.05), mu, torch.full((16, 2), math.log(0.05)), 400)
+    assert abs(same["policy_drift"]) < 0.1 and same["mean_drift"] < 1e-3
+    assert shifted["policy_drift"] > 10 and shifted["mean_drift"] > 1
+
+
+TINY = dict(model_size="1.7M", enc_dim=32, mlp_dim=32, latent_dim=16, num_samples=32, num_elites=4,
+            num_pi_trajs=4, iterations=2, batch_size=16, diag_every=2, diag_batch=4)
+
+
+def filled(task="cartpole-balance", obs=None, **overrides):
+    torch.manual_seed(0)
+    env = make_env(task, seed=0, obs=obs)
+    agent = Agent(Config(**{**TINY, **overrides}), get_task(task, obs), env.observation_space, env.action_space,
+                  torch.device("cpu"))
+    from algorithms.common.buffer import ReplayBuffer
+
+    buffer = ReplayBuffer(2000, env.observation_space.shape, env.observation_space.dtype, env.action_space.shape[0], 0)
+    o, _ = env.reset(seed=0)
+    buffer.add_first(o)
+    for _ in range(40):
+        a = env.action_space.sample()
+        o, r, term, trunc, _ = env.step(a)
+        buffer.add(a, r, term, o)
+    return agent, buffer, o
+
+
+def test_update_reports_losses_and_diagnostics_and_learns_reward():
+    agent, buffer, obs = filled()
+    first = agent.update(buffer)
+    assert {"consistency_loss", "reward_loss", "value_loss", "pi_loss", "grad_norm"} <= set(first)
+    metrics = [agent.update(buffer) for _ in range(60)]
+    assert {"policy_drift", "mean_drift", "td_error", "cross_td_error"} <= set(metrics[0])
+    assert all(math.isfinite(v) for m in metrics for v in m.values())
+    assert np.mean([m["reward_loss"] for m in metrics[-10:]]) < first["reward_loss"]
+    action = agent.act(obs, eval_mode=False)
+    assert action.shape == (1,) and action.dtype == np.float32 and abs(action[0]) <= 1
+    assert agent.prev_mean.shape == (1, 3, 1)
+    agent.reset()
+    assert agent.prev_mean is None
+    assert math.isfinite(agent.value_estimate(obs))
+
+
+def test_policy_prior_acting_and_pixels():
+    agent, buffer, obs = filled("cartpole-swingup", obs="rgb", mpc=False, diag_every=0)
+    assert agent.model.pixels
+    assert np.isfinite(agent.update(buffer)["total_loss"])
+    assert np.array_equal(agent.act(obs, eval_mode=True), agent.act(obs, eval_mode=True))
+
+
+def test_seeding_pretrains_with_as_many_updates_as_seed_steps():
+    agent, buffer, _ = filled(diag_every=0)
+    metrics = agent.on_seeding_done(buffer, seed_steps=5)
+    assert agent.num_updates == 5 and "pretrain_value_loss" in metrics
+
+
+def test_bad_preset_is_named():
+    with pytest.raises(Exception, match="'agent.model_size' is '7M'; valid: 1.7M, 6M, 21M, 54M, 340M"):
+        Config(model_size="7M").validate()
+
+
+def test_tdmpc2_resumes_bit_for_bit(tmp_path, capsys):
+    tiny = [f"{k}={v}" for k, v in TINY.items()]
+    base = ["train", "--algo", "tdmpc2", "--task", "cartpole-balance", "--seed", "2", "--steps", "3000",
+            "seed_steps=500", "eval_every=1000", "eval_episodes=1", "checkpoint_every=1000", "progress=false",
+            "pretrain_updates=10", "threads=1", "log_every=500", *tiny]
+    assert main([*base, "--results-dir", str(tmp_path / "a")]) == 0
+    reference = tmp_path / "a/runs/tdmpc2/cartpole-balance/2"
+    # interrupt a second run after its 2000-step checkpoint: drop what came later, as a kill would
+    assert main([*base, "--results-dir", str(tmp_path / "b")]) == 0
+    run = tmp_path / "b/runs/tdmpc2/cartpole-balance/2"
+    for suffix in (".pt", ".sha256"):
+        (run / "checkpoints" / f"step_0000003000{suffix}").unlink()
+    (run / "run.json").write_text((run / "run.json").read_text().replace('"finished"', '"running"'))
+    assert main([*base, "--results-dir", str(tmp_path / "b")]) == 0
+    assert "resuming from" in capsys.readouterr().err
+    assert (run / "eval.csv").read_bytes() == (reference / "eval.csv").read_bytes()
+    rows = list(csv.DictReader(open(reference / "eval.csv")))
+    assert rows[0]["value_estimate"] != "" and rows[0]["value_estimate"] != rows[0]["episode_return"]
+    train = list(csv.DictReader(open(reference / "train.csv")))
+    assert any(r.get("cross_td_error") for r in train) and any(r.get("policy_drift") for r in train)
