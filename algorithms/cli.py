@@ -3,6 +3,7 @@
     mbdpo-bench tasks [--json] [--suite S]
     mbdpo-bench train --algo sac --task cartpole-balance --seed 1 --steps 20000 [--results-dir DIR] [key=value ...]
     mbdpo-bench evaluate RUN_DIR [--checkpoint PATH] [--episodes N]
+    mbdpo-bench validate NAME [--results-dir DIR]     (learning checks of config/checks/; --list)
 """
 
 from __future__ import annotations
@@ -61,6 +62,21 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _validate(args: argparse.Namespace) -> int:
+    from algorithms.common.checks import available_checks, run_check
+    from algorithms.common.config import parse_overrides
+
+    if args.list:
+        print("\n".join(available_checks()))
+        return 0
+    if not args.name:
+        print("mbdpo-bench: error: name a learning check (--list shows them)", file=sys.stderr)
+        return 2
+    result = run_check(args.name, args.results_dir, parse_overrides(args.overrides))
+    print(json.dumps(result.as_dict()))
+    return 0 if result.passed else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     from algorithms.registry import ALGORITHMS
 
@@ -91,6 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--episodes", type=int, help="episodes (default: the run's eval_episodes)")
     evaluate.add_argument("--device", default="auto")
     evaluate.set_defaults(func=_evaluate)
+
+    validate = sub.add_parser("validate", help="run a learning check of config/checks/ and judge its curve")
+    validate.add_argument("name", nargs="?", help="a check, e.g. tdmpc2-cartpole-cpu")
+    validate.add_argument("--list", action="store_true", help="list the checks")
+    validate.add_argument("--results-dir", dest="results_dir", help="root of the run files (default results/)")
+    validate.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (e.g. device=cpu)")
+    validate.set_defaults(func=_validate)
     return parser
 
 
@@ -100,7 +123,13 @@ def main(argv: list[str] | None = None) -> int:
     from algorithms.common.trainer import NonFiniteLossError, RunError, RunInterrupted
     from envs import SuiteNotInstalledError, UnknownTaskError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides may also follow options (`train --task x --steps 5 seed=2 --device cpu lr=1`)
+    if extra and (not hasattr(args, "overrides") or any("=" not in item or item.startswith("-") for item in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
     try:
         return args.func(args)
     except (ConfigError, RunError, CheckpointError, SuiteNotInstalledError, UnknownTaskError,

@@ -77,3 +77,10 @@ def test_sac_updates():
         expected |= {("cheetah-run-pixels", m) for m in ("updates_per_s", "ms_per_update", "act_ms")}
     assert set(metrics(records)) == expected
     assert all(r["device"] == "cpu" and r["torch_threads"] == 1 and r["batch_size"] == 16 for r in records)
+
+
+def test_tdmpc2_step():
+    records = run_benchmark("tdmpc2_step.py", "--sizes", "1.7M", "--updates", "1", "--acts", "1", "--repeats", "1",
+                            "--num-samples", "32", "--threads", "1")
+    assert {r["metric"] for r in records} == {"ms_per_update", "updates_per_s", "act_ms"}
+    assert all(r["model_size"] == "1.7M" and r["parameters"] == 1_198_257 for r in records)

@@ -325,6 +325,7 @@ class OnlineTrainer:
                "update_ms": timing.get("update_s", math.nan) * 1e3, "act_ms": timing.get("act_s", math.nan) * 1e3,
                **self.metrics.means()}
         self.train_log.append(row)
+        self.train_log.flush()  # so that progress can be watched; resume truncates what a checkpoint did not see
         for sink in self.sinks:
             sink.log("train", row["step"], row)
         self.metrics.clear()

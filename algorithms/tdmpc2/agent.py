@@ -132,6 +132,7 @@ class Agent(AgentBase):
     def __init__(self, cfg: Config, spec, observation_space, action_space, device: torch.device,
                  num_tasks: int = 1, task_id: int = 0):
         super().__init__(cfg, spec, observation_space, action_space, device)
+        cfg.validate()
         self.horizon = cfg.horizon
         self.discount = cfg.discount if cfg.discount is not None else spec.discount
         self.model = WorldModel(resolve(cfg.model_size, **cfg.model_overrides()), observation_space.shape,
