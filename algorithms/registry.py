@@ -24,6 +24,7 @@ ALGORITHMS: dict[str, AlgorithmEntry] = {
     entry.name: entry for entry in (
         AlgorithmEntry("sac", "algorithms.sac", "Soft actor-critic: twin Q, tanh-Gaussian actor, auto entropy"),
         AlgorithmEntry("tdmpc2", "algorithms.tdmpc2", "TD-MPC2: latent world model + MPPI planning"),
+        AlgorithmEntry("mbdpo", "algorithms.mbdpo", "MBDPO: world model + energy + Monte Carlo diffusion planner"),
     )
 }
 

@@ -13,7 +13,7 @@ def test_every_check_loads_a_valid_config():
         cfg, criterion = load_check(name)
         assert cfg.name == f"check-{name}" and criterion["min_return"] > 0 and criterion["by_step"] <= cfg.steps
     cfg, _ = load_check("tdmpc2-cartpole-cpu")
-    assert (cfg.agent.model_size, cfg.agent.num_samples, cfg.steps) == ("1.7M", 256, 40000)
+    assert (cfg.agent.model_size, cfg.agent.num_samples, cfg.steps) == ("1.7M", 128, 40000)
 
 
 def test_unknown_check_lists_valid_ones(capsys):

@@ -207,8 +207,18 @@ class Agent(AgentBase):
 
     def update(self, buffer: ReplayBuffer) -> dict[str, float]:
         """One TD-MPC2 update: world model (consistency, reward, value[, termination]), then the policy prior."""
+        batch = self._batch(buffer)
+        metrics = self.update_world_model(*batch)
+        self.num_updates += 1
+        if self.cfg.diag_every and self.num_updates % self.cfg.diag_every == 0:
+            obs, action, reward, _, task = batch
+            metrics.update(self.diagnostics(obs, action, reward, task))
+        return metrics
+
+    def update_world_model(self, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor,
+                           terminated: torch.Tensor, task: torch.Tensor | None) -> dict[str, float]:
+        """The joint world-model loss over the horizon, the policy-prior step and the target-Q EMA."""
         cfg, model = self.cfg, self.model
-        obs, action, reward, terminated, task = self._batch(buffer)
         with torch.no_grad():
             next_z = model.encode(obs[1:], task)
             td_targets = self.td_target(next_z, reward, terminated, task)
@@ -244,12 +254,9 @@ class Agent(AgentBase):
 
         pi_metrics = self.update_pi(zs_t.detach(), task)
         model.soft_update_target_Q()
-        self.num_updates += 1
         metrics.update(consistency_loss=consistency.item(), reward_loss=reward_loss.item(),
                        value_loss=value_loss.item(), total_loss=total.item(), grad_norm=grad_norm.item(),
                        **pi_metrics)
-        if cfg.diag_every and self.num_updates % cfg.diag_every == 0:
-            metrics.update(self.diagnostics(obs, action, reward, task))
         return metrics
 
     def update_pi(self, zs: torch.Tensor, task: torch.Tensor | None) -> dict[str, float]:

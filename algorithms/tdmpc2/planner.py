@@ -8,6 +8,7 @@ discounted Q of the policy prior's action at the last latent state.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -37,12 +38,18 @@ class Plan:
     std: torch.Tensor
 
 
+RewardFn = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
+
+
 def estimate_value(model: WorldModel, z: torch.Tensor, actions: torch.Tensor, discount: float,
-                   task: torch.Tensor | None = None) -> torch.Tensor:
-    """Σ_{t<H} γ^t r̂(z_t, a_t) + γ^H Q_avg(z_H, π(z_H)) for action sequences (H, ..., A) from latents (..., D)."""
+                   task: torch.Tensor | None = None, reward_fn: RewardFn | None = None) -> torch.Tensor:
+    """Σ_{t<H} γ^t r(z_t, a_t) + γ^H Q_avg(z_H, π(z_H)) for action sequences (H, ..., A) from latents (..., D).
+
+    ``r`` is the model's reward, or ``reward_fn`` (MBDPO's energy-regularised reward, eq. 11)."""
+    reward_fn = reward_fn or model.reward_value
     value, weight = torch.zeros_like(z[..., :1]), 1.0
     for t in range(actions.shape[0]):
-        value = value + weight * model.reward_value(z, actions[t], task)
+        value = value + weight * reward_fn(z, actions[t], task)
         z = model.next(z, actions[t], task)
         weight *= discount
     return value + weight * model.Q(z, model.pi(z, task).action, task, return_type="avg")
