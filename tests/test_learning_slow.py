@@ -19,3 +19,10 @@ def test_tdmpc2_learns_cartpole_balance_on_cpu(tmp_path):
     """TD-MPC2, 1.7M preset: eval return >= 700 by 40k env steps (a broken agent stays at 120-430)."""
     result = run_check("tdmpc2-cartpole-cpu", str(tmp_path), {"progress": "false"})
     assert result.passed, result.as_dict()
+
+
+@pytest.mark.slow
+def test_mbdpo_learns_cartpole_balance_on_cpu(tmp_path):
+    """MBDPO, 1.7M preset, T = 5 x N = 128 on CPU: eval return >= 700 by 40k env steps."""
+    result = run_check("mbdpo-cartpole-cpu", str(tmp_path), {"progress": "false"})
+    assert result.passed, result.as_dict()
