@@ -84,3 +84,11 @@ def test_tdmpc2_step():
                             "--num-samples", "32", "--threads", "1")
     assert {r["metric"] for r in records} == {"ms_per_update", "updates_per_s", "act_ms"}
     assert all(r["model_size"] == "1.7M" and r["parameters"] == 1_198_257 for r in records)
+
+
+def test_mbdpo_step():
+    records = run_benchmark("mbdpo_step.py", "--updates", "1", "--acts", "1", "--repeats", "1", "--t-values", "3,5",
+                            "--n-values", "16,32", "--threads", "1")
+    names = {r["metric"] for r in records}
+    assert {"ms_per_update", "act_ms", "update_ratio", "act_ratio", "act_ms_vs_T", "act_ms_vs_N"} <= names
+    assert {r["algo"] for r in records if r["metric"] == "act_ms"} == {"mbdpo", "tdmpc2"}
