@@ -15,6 +15,7 @@ from algorithms.mbdpo import diffusion, energy, planner
 from algorithms.mbdpo.energy import ClassifierEnergy
 from algorithms.mbdpo.score_net import ScoreNetwork
 from envs import get_task, make_env
+from tests.helpers import assert_resumes_bit_for_bit
 
 TINY = dict(model_size="1.7M", enc_dim=32, mlp_dim=32, latent_dim=16, num_samples=16, num_elites=4,
             num_pi_trajs=2, diffusion_steps=4, batch_size=8, diag_every=0, diag_batch=2, score_mc_samples=8)
@@ -173,15 +174,6 @@ def test_mbdpo_resumes_bit_for_bit(tmp_path, capsys):
     base = ["train", "--algo", "mbdpo", "--task", "cartpole-balance", "--seed", "4", "--steps", "3000",
             "seed_steps=500", "eval_every=1000", "eval_episodes=1", "checkpoint_every=1000", "progress=false",
             "pretrain_updates=5", "threads=1", "log_every=500", *tiny]
-    assert main([*base, "--results-dir", str(tmp_path / "a")]) == 0
-    reference = tmp_path / "a/runs/mbdpo/cartpole-balance/4"
-    assert main([*base, "--results-dir", str(tmp_path / "b")]) == 0
-    run = tmp_path / "b/runs/mbdpo/cartpole-balance/4"
-    for suffix in (".pt", ".sha256"):
-        (run / "checkpoints" / f"step_0000003000{suffix}").unlink()
-    (run / "run.json").write_text((run / "run.json").read_text().replace('"finished"', '"running"'))
-    assert main([*base, "--results-dir", str(tmp_path / "b")]) == 0
-    assert "resuming from" in capsys.readouterr().err
-    assert (run / "eval.csv").read_bytes() == (reference / "eval.csv").read_bytes()
+    reference = assert_resumes_bit_for_bit(base, tmp_path, "runs/mbdpo/cartpole-balance/4", capsys)
     train = list(csv.DictReader(open(reference / "train.csv")))
     assert any(r.get("score_loss") for r in train) and any(r.get("cross_td_error") for r in train)

@@ -11,6 +11,7 @@ from algorithms.mbdpo.diffusion import (candidate_proposal, ddpm_schedule, forwa
 from algorithms.mbdpo.energy import ClassifierEnergy, InfoNCEEnergy
 from algorithms.mbdpo.planner import DiffusionConfig, diffusion_plan, mc_score_estimate
 from algorithms.mbdpo.score_net import ScoreNetwork, score_matching_loss
+from tests.helpers import QuadraticModel
 
 C = torch.tensor([0.4, -0.2])  # the maximiser of the toy return
 K = 1.0  # R(A) = -K |A - C|²
@@ -65,26 +66,6 @@ def test_mc_posterior_mean_converges_to_the_gibbs_mean_like_one_over_sqrt_n(alph
     assert torch.allclose(estimate.score.mean(0), expected_score, atol=0.05 / (1 - alpha_bar))
 
 
-class QuadraticWorld:
-    """Identity 'world model' whose reward is -K |a - C|² at every step; no terminal value."""
-
-    action_dim, multitask = 2, False
-
-    def reward_value(self, z, a, task=None):
-        return -K * (a - C).pow(2).sum(-1, keepdim=True)
-
-    def next(self, z, a, task=None):
-        return z
-
-    def Q(self, z, a, task=None, return_type="avg", **kwargs):
-        return torch.zeros(*z.shape[:-1], 1)
-
-    def pi(self, z, task=None):
-        from types import SimpleNamespace
-
-        return SimpleNamespace(action=torch.rand(*z.shape[:-1], 2) * 2 - 1)
-
-
 def spread_after_reverse_process(tau: float, sampler: str, weighting: str = "softmax",
                                  beta_end: float = 0.3) -> tuple[float, float]:
     """A DDPM chain from N(0, I) needs a schedule whose ᾱ_T is small (here ~0.05); the released default
@@ -92,7 +73,7 @@ def spread_after_reverse_process(tau: float, sampler: str, weighting: str = "sof
     torch.manual_seed(1)
     cfg = DiffusionConfig(horizon=1, num_samples=256, num_elites=32, num_pi_trajs=0, temperature=tau,
                           weighting=weighting, sampler=sampler, exploration_noise=0.0)
-    plan = diffusion_plan(QuadraticWorld(), torch.zeros(256, 4), ddpm_schedule(20, 1e-4, beta_end), cfg, discount=1.0,
+    plan = diffusion_plan(QuadraticModel(C), torch.zeros(256, 4), ddpm_schedule(20, 1e-4, beta_end), cfg, discount=1.0,
                           eval_mode=True)
     distance = (plan.plan[:, 0] - C).norm(dim=-1)
     return distance.mean().item(), plan.plan[:, 0].std(0).mean().item()

@@ -2,8 +2,6 @@
 
 import csv
 import math
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 import torch
@@ -13,30 +11,13 @@ from algorithms.tdmpc2 import Agent, Config
 from algorithms.tdmpc2.planner import MPPIConfig, estimate_value, mppi_plan
 from algorithms.world_model.diagnostics import gaussian_log_prob, policy_drift, tanh_gaussian_log_prob
 from envs import get_task, make_env
+from tests.helpers import QuadraticModel as ToyModel, assert_resumes_bit_for_bit
 
 TARGET = torch.tensor([0.6, -0.3])
 
 
-class QuadraticModel:
-    """A toy 'world model': the latent never changes, r(z, a) = -|a - a*|², no terminal value; the
-    policy prior proposes uniform random actions. The return of a sequence is maximised by a_t = a*."""
-
-    action_dim, multitask = 2, False
-
-    def __init__(self, target=TARGET):
-        self.target = target
-
-    def reward_value(self, z, a, task=None):
-        return -(a - self.target).pow(2).sum(-1, keepdim=True)
-
-    def next(self, z, a, task=None):
-        return z
-
-    def Q(self, z, a, task=None, return_type="avg", **kwargs):
-        return torch.zeros(*z.shape[:-1], 1)
-
-    def pi(self, z, task=None):
-        return SimpleNamespace(action=torch.rand(*z.shape[:-1], 2) * 2 - 1)
+def QuadraticModel():
+    return ToyModel(TARGET)
 
 
 def test_estimate_value_sums_discounted_rewards():
@@ -139,17 +120,7 @@ def test_tdmpc2_resumes_bit_for_bit(tmp_path, capsys):
     base = ["train", "--algo", "tdmpc2", "--task", "cartpole-balance", "--seed", "2", "--steps", "3000",
             "seed_steps=500", "eval_every=1000", "eval_episodes=1", "checkpoint_every=1000", "progress=false",
             "pretrain_updates=10", "threads=1", "log_every=500", *tiny]
-    assert main([*base, "--results-dir", str(tmp_path / "a")]) == 0
-    reference = tmp_path / "a/runs/tdmpc2/cartpole-balance/2"
-    # interrupt a second run after its 2000-step checkpoint: drop what came later, as a kill would
-    assert main([*base, "--results-dir", str(tmp_path / "b")]) == 0
-    run = tmp_path / "b/runs/tdmpc2/cartpole-balance/2"
-    for suffix in (".pt", ".sha256"):
-        (run / "checkpoints" / f"step_0000003000{suffix}").unlink()
-    (run / "run.json").write_text((run / "run.json").read_text().replace('"finished"', '"running"'))
-    assert main([*base, "--results-dir", str(tmp_path / "b")]) == 0
-    assert "resuming from" in capsys.readouterr().err
-    assert (run / "eval.csv").read_bytes() == (reference / "eval.csv").read_bytes()
+    reference = assert_resumes_bit_for_bit(base, tmp_path, "runs/tdmpc2/cartpole-balance/2", capsys)
     rows = list(csv.DictReader(open(reference / "eval.csv")))
     assert rows[0]["value_estimate"] != "" and rows[0]["value_estimate"] != rows[0]["episode_return"]
     train = list(csv.DictReader(open(reference / "train.csv")))
