@@ -57,3 +57,24 @@ def test_config_hash_ignores_seed_and_non_semantic_keys():
     b = build_config("sac", overrides={"seed": "2"})
     c = build_config("sac", overrides={"agent.lr": "0.1"})
     assert config_hash(a) == config_hash(b) != config_hash(c)
+
+
+@pytest.mark.parametrize("logger", ["tensorboard", "wandb"])
+def test_optional_logger_without_its_package_says_how_to_install(logger, tmp_path):
+    import importlib.util
+
+    from algorithms.common.sinks import make_sinks
+
+    if importlib.util.find_spec(logger) is not None:
+        sinks = make_sinks([logger], tmp_path, "run", {})  # installed: the sink is created
+        assert len(sinks) == 1
+        return
+    with pytest.raises(ConfigError, match=rf"logger '{logger}' needs the {logger} package: pip install \.\[logging\]"):
+        make_sinks([logger], tmp_path, "run", {})
+
+
+def test_unknown_logger_is_named(tmp_path):
+    from algorithms.common.sinks import make_sinks
+
+    with pytest.raises(ConfigError, match="unknown logger 'mlflow'; valid: tensorboard, wandb"):
+        make_sinks(["mlflow"], tmp_path, "run", {})
