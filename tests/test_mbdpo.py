@@ -6,12 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from algorithms.cli import main
 from algorithms.common.buffer import ReplayBuffer
 from algorithms.common.config import ConfigError
 from algorithms.mbdpo import Agent, Config
-from algorithms.mbdpo import agent as agent_module
-from algorithms.mbdpo import diffusion, energy, planner
+from algorithms.mbdpo import energy, planner
 from algorithms.mbdpo.energy import ClassifierEnergy
 from algorithms.mbdpo.score_net import ScoreNetwork
 from envs import get_task, make_env

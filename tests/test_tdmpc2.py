@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from algorithms.cli import main
 from algorithms.tdmpc2 import Agent, Config
 from algorithms.tdmpc2.planner import MPPIConfig, estimate_value, mppi_plan
 from algorithms.world_model.diagnostics import gaussian_log_prob, policy_drift, tanh_gaussian_log_prob
