@@ -4,6 +4,7 @@
     mbdpo-bench train --algo sac --task cartpole-balance --seed 1 --steps 20000 [--results-dir DIR] [key=value ...]
     mbdpo-bench evaluate RUN_DIR [--checkpoint PATH] [--episodes N]
     mbdpo-bench validate NAME [--results-dir DIR]     (learning checks of config/checks/; --list)
+    mbdpo-bench analyze [--runs DIR] [--published DIR] [--at-step N] --out OUT   (tables and figures)
 """
 
 from __future__ import annotations
@@ -77,6 +78,36 @@ def _validate(args: argparse.Namespace) -> int:
     return 0 if result.passed else 1
 
 
+def _analyze(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from analysis.report import analyze
+
+    runs = args.runs
+    if runs is None and args.published is None:
+        runs = "results/runs"
+    algorithms = [a for a in args.algorithms.split(",") if a] if args.algorithms else None
+    result = analyze(args.out, runs=runs, published=args.published, at_step=args.at_step, algorithms=algorithms,
+                     candidate=args.candidate, reps=args.reps, seed=args.seed, per_task=not args.no_per_task)
+    if args.embedding:
+        from analysis.embedding import load_task_embedding, tsne_embedding
+        from analysis.figures import save, task_embedding_figure
+        from analysis.tables import write_table
+
+        tasks = [t for t in args.embedding_tasks.split(",") if t] if args.embedding_tasks else []
+        emb = tsne_embedding(load_task_embedding(args.embedding), tasks, seed=args.seed)
+        result.written += write_table(emb, Path(args.out) / "tables" / "task_embedding", formats=("csv",))
+        result.written.append(save(task_embedding_figure(emb, ["hopper-hop"]),
+                                   Path(args.out) / "figures" / "task_embedding.png"))
+    counts = result.problems.groupby("kind").size().to_dict() if not result.problems.empty else {}
+    print(f"wrote {len(result.written)} files under {args.out} (summary.md lists them)")
+    if counts:
+        print("problems: " + ", ".join(f"{n} {kind}" for kind, n in counts.items())
+              + f" (details: {Path(args.out) / 'tables' / 'problems.csv'})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from algorithms.registry import ALGORITHMS
 
@@ -114,6 +145,23 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--results-dir", dest="results_dir", help="root of the run files (default results/)")
     validate.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (e.g. device=cpu)")
     validate.set_defaults(func=_validate)
+
+    analyze = sub.add_parser("analyze", help="the paper's tables and figures from run files and/or released curves")
+    analyze.add_argument("--runs", help="root of run folders {name}/{task}/{seed} (default results/runs when "
+                                        "--published is not given)")
+    analyze.add_argument("--published", help="released curves: per-algorithm folders of per-task CSVs")
+    analyze.add_argument("--at-step", dest="at_step", type=int,
+                         help="env step of the per-domain table (default: each domain's budget end)")
+    analyze.add_argument("--out", required=True, help="output folder (tables/, figures/, summary.md)")
+    analyze.add_argument("--algorithms", help="comma-separated algorithms to keep (default all)")
+    analyze.add_argument("--candidate", default="mbdpo", help="algorithm of the probability of improvement")
+    analyze.add_argument("--reps", type=int, default=2000, help="bootstrap replicates (default 2000)")
+    analyze.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    analyze.add_argument("--no-per-task", dest="no_per_task", action="store_true", help="skip per-task figures")
+    analyze.add_argument("--embedding", help="a multi-task checkpoint: also plot its task embeddings (t-SNE)")
+    analyze.add_argument("--embedding-tasks", dest="embedding_tasks",
+                         help="comma-separated task names of the embedding rows, in task-id order")
+    analyze.set_defaults(func=_analyze)
     return parser
 
 
@@ -121,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     from algorithms.common.config import ConfigError
     from algorithms.common.checkpoint import CheckpointError
     from algorithms.common.trainer import NonFiniteLossError, RunError, RunInterrupted
+    from analysis.load import AnalysisInputError
     from envs import SuiteNotInstalledError, UnknownTaskError
 
     parser = build_parser()
@@ -133,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ConfigError, RunError, CheckpointError, SuiteNotInstalledError, UnknownTaskError,
-            NonFiniteLossError) as err:
+            NonFiniteLossError, AnalysisInputError) as err:
         print(f"mbdpo-bench: error: {err}", file=sys.stderr)
         return 2
     except RunInterrupted:

@@ -1,0 +1,362 @@
+"""The paper's figures, one function each: tidy DataFrame in, ``matplotlib.figure.Figure`` out.
+
+Figures are built on ``Figure`` objects (no pyplot state), so they work headless, in notebooks and in the
+workflow alike; :func:`save` writes them. Colours are fixed per algorithm so every figure agrees.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+
+DOMAIN_ORDER = ("DMControl", "MetaWorld", "ManiSkill2", "MyoSuite", "Visual RL", "All")
+ALGORITHM_ORDER = ("mbdpo", "tdmpc2", "dreamerv3", "sac", "tdmpc")
+DISPLAY_NAMES = {"mbdpo": "MBDPO", "tdmpc2": "TD-MPC2", "dreamerv3": "DreamerV3", "sac": "SAC", "tdmpc": "TD-MPC"}
+METRIC_NAMES = {"iqm": "IQM", "mean": "Mean", "median": "Median", "optimality_gap": "Optimality gap"}
+
+
+def display_name(algorithm: str) -> str:
+    """``tdmpc2`` → ``TD-MPC2``; variants keep their suffix (``mbdpo (published)`` → ``MBDPO (published)``)."""
+    head, sep, tail = algorithm.partition(" ")
+    base, at, suffix = head.partition("@")
+    return DISPLAY_NAMES.get(base, base) + at + suffix + sep + tail
+
+
+def ordered(algorithms: Iterable[str]) -> list[str]:
+    """Algorithms in the paper's order (MBDPO first), then the rest alphabetically."""
+    def key(a: str) -> tuple:
+        base = a.split(" ")[0].split("@")[0]
+        return (ALGORITHM_ORDER.index(base) if base in ALGORITHM_ORDER else len(ALGORITHM_ORDER), a)
+    return sorted(set(algorithms), key=key)
+
+
+def colors(algorithms: Iterable[str]) -> dict[str, tuple]:
+    algs = ordered(algorithms)
+    palette = sns.color_palette("tab10", n_colors=max(10, len(algs)))
+    return {a: palette[i] for i, a in enumerate(algs)}
+
+
+def _domains(values: Iterable[str]) -> list[str]:
+    present = set(values)
+    return [d for d in DOMAIN_ORDER if d in present] + sorted(present - set(DOMAIN_ORDER))
+
+
+def _grid(n: int, ncols: int, size: tuple[float, float] = (3.2, 2.6)) -> tuple[Figure, list]:
+    ncols = max(1, min(ncols, n))
+    nrows = max(1, math.ceil(n / ncols))
+    fig = Figure(figsize=(size[0] * ncols, size[1] * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel().tolist()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes[:n]
+
+
+def _millions(ax) -> None:
+    ax.xaxis.set_major_formatter(lambda x, _: f"{x / 1e6:g}M" if x >= 1e6 or x == 0 else f"{x / 1e3:g}k")
+
+
+def _legend(fig: Figure, handles_from) -> None:
+    handles, labels = handles_from.get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 6), frameon=False)
+
+
+def _empty(message: str) -> Figure:
+    fig = Figure(figsize=(5, 2))
+    ax = fig.subplots()
+    ax.axis("off")
+    ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True)
+    return fig
+
+
+def save(fig: Figure, path: str | Path, dpi: int = 130) -> Path:
+    """Write ``fig`` (PNG, PDF or SVG by suffix) atomically: a reader never sees half an image."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
+    tmp.replace(path)
+    return path
+
+
+# ------------------------------------------------------------------------------------ aggregate results (fig. 1, 4-5)
+
+def aggregate_curves(curves: pd.DataFrame, ylabel: str = "IQM normalised score", ncols: int = 5,
+                     title: str | None = None) -> Figure:
+    """Fig. 1, 4-5: an aggregate score (with its CI band) against env steps, one panel per domain.
+
+    ``curves`` is :func:`analysis.stats.sample_efficiency_curves`' table.
+    """
+    if curves.empty:
+        return _empty("no aggregate curves: no aligned evaluations")
+    domains = _domains(curves["domain"])
+    fig, axes = _grid(len(domains), ncols)
+    palette = colors(curves["algorithm"])
+    for ax, domain in zip(axes, domains):
+        sub = curves[curves["domain"] == domain]
+        for alg in ordered(sub["algorithm"]):
+            c = sub[sub["algorithm"] == alg].sort_values("step")
+            ax.plot(c["step"], c["value"], color=palette[alg], label=display_name(alg), lw=1.6)
+            ax.fill_between(c["step"], c["low"], c["high"], color=palette[alg], alpha=0.2, lw=0)
+        n_tasks = int(sub["n_tasks"].max())
+        ax.set_title(f"{domain} ({n_tasks} task{'s' if n_tasks != 1 else ''})")
+        ax.set_xlabel("environment steps")
+        ax.set_ylim(-2, 102)
+        _millions(ax)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(ylabel)
+    _legend(fig, axes[0])
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def interval_plot(intervals: pd.DataFrame, domain: str = "All") -> Figure:
+    """rliable's interval-estimate panel: IQM, mean, median and optimality gap with 95 % CIs, one row per algorithm."""
+    sub = intervals[intervals["domain"] == domain]
+    if sub.empty:
+        return _empty(f"no interval estimates for domain {domain!r}")
+    metrics = [m for m in METRIC_NAMES if m in set(sub["metric"])]
+    algs = ordered(sub["algorithm"])[::-1]
+    palette = colors(sub["algorithm"])
+    fig = Figure(figsize=(3.0 * len(metrics), 0.45 * len(algs) + 1.2), layout="constrained")
+    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    for ax, metric in zip(axes, metrics):
+        for y, alg in enumerate(algs):
+            row = sub[(sub["algorithm"] == alg) & (sub["metric"] == metric)]
+            if row.empty:
+                continue
+            r = row.iloc[0]
+            ax.barh(y, r["high"] - r["low"], left=r["low"], height=0.6, color=palette[alg], alpha=0.75)
+            ax.vlines(r["value"], y - 0.3, y + 0.3, color="black", lw=1.2)
+        ax.set_yticks(range(len(algs)), [display_name(a) for a in algs] if ax is axes[0] else [""] * len(algs))
+        ax.set_title(METRIC_NAMES[metric])
+        ax.set_xlabel("normalised score")
+        ax.grid(axis="x", alpha=0.3)
+    n_tasks = int(sub["n_tasks"].max())
+    fig.suptitle(f"{domain}: aggregate metrics with 95% stratified-bootstrap CIs ({n_tasks} tasks)")
+    return fig
+
+
+def performance_profile_plot(profiles: pd.DataFrame) -> Figure:
+    """Score distributions (fraction of runs with normalised score > τ) with CI bands."""
+    if profiles.empty:
+        return _empty("no performance profiles")
+    fig = Figure(figsize=(5.5, 3.8), layout="constrained")
+    ax = fig.subplots()
+    palette = colors(profiles["algorithm"])
+    for alg in ordered(profiles["algorithm"]):
+        p = profiles[profiles["algorithm"] == alg].sort_values("tau")
+        ax.plot(p["tau"], p["fraction"], color=palette[alg], label=display_name(alg))
+        ax.fill_between(p["tau"], p["low"], p["high"], color=palette[alg], alpha=0.2, lw=0)
+    ax.set_xlabel("normalised score τ")
+    ax.set_ylabel("fraction of runs with score > τ")
+    ax.set_title(f"Performance profiles ({int(profiles['n_tasks'].max())} common tasks)")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False)
+    return fig
+
+
+def probability_of_improvement_plot(poi: pd.DataFrame) -> Figure:
+    """P(candidate > baseline) with 95 % CIs, one bar per baseline."""
+    if poi.empty:
+        return _empty("no probability of improvement: no baseline shares a task with the candidate")
+    baselines = ordered(poi["baseline"])[::-1]
+    palette = colors(poi["baseline"])
+    fig = Figure(figsize=(5.5, 0.5 * len(baselines) + 1.3), layout="constrained")
+    ax = fig.subplots()
+    for y, base in enumerate(baselines):
+        r = poi[poi["baseline"] == base].iloc[0]
+        ax.barh(y, r["high"] - r["low"], left=r["low"], height=0.6, color=palette[base], alpha=0.75)
+        ax.vlines(r["value"], y - 0.3, y + 0.3, color="black", lw=1.2)
+    ax.axvline(0.5, color="grey", ls="--", lw=1)
+    candidate = display_name(poi["algorithm"].iloc[0])
+    ax.set_yticks(range(len(baselines)), [f"{candidate} vs {display_name(b)}" for b in baselines])
+    ax.set_xlim(0, 1)
+    ax.set_xlabel(f"P({candidate} > baseline)")
+    ax.set_title("Probability of improvement")
+    ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+def per_task_curves(aligned: pd.DataFrame, tasks: Iterable[str] | None = None, ncols: int = 6,
+                    value: str = "score") -> Figure:
+    """Fig. 16-20: per-task curves, the mean over seeds with a ±1 std band, one panel per task."""
+    if aligned.empty:
+        return _empty("no per-task curves: no evaluations")
+    tasks = sorted(aligned["task"].unique()) if tasks is None else list(tasks)
+    fig, axes = _grid(len(tasks), ncols, size=(2.8, 2.2))
+    palette = colors(aligned["algorithm"])
+    for ax, task in zip(axes, tasks):
+        sub = aligned[aligned["task"] == task]
+        for alg in ordered(sub["algorithm"]):
+            stats = sub[sub["algorithm"] == alg].groupby("step")[value].agg(["mean", "std"]).fillna(0.0)
+            ax.plot(stats.index, stats["mean"], color=palette[alg], label=display_name(alg), lw=1.3)
+            ax.fill_between(stats.index, stats["mean"] - stats["std"], stats["mean"] + stats["std"],
+                            color=palette[alg], alpha=0.2, lw=0)
+        ax.set_title(task, fontsize=9)
+        ax.tick_params(labelsize=7)
+        _millions(ax)
+        ax.grid(alpha=0.3)
+    if axes:
+        axes[0].set_ylabel("normalised score" if value == "score" else value)
+        _legend(fig, axes[0])
+    return fig
+
+
+# ----------------------------------------------------------------------------------- diagnostics (fig. 3, 21-22)
+
+def diagnostics_curves(train: pd.DataFrame, columns: Iterable[str] = ("cross_td_error", "policy_drift"),
+                       smooth: int = 1) -> Figure:
+    """Fig. 3: cross-TD error and policy drift over training (from train.csv), mean over runs ± 1 std, per algorithm.
+
+    ``smooth`` > 1 averages that many consecutive log rows first. Columns absent from every run say so in their panel.
+    """
+    columns = list(columns)
+    if train.empty:
+        return _empty("no training logs (train.csv) to plot")
+    fig, axes = _grid(len(columns), len(columns), size=(4.2, 3.0))
+    palette = colors(train["algorithm"])
+    for ax, column in zip(axes, columns):
+        ax.set_title(column.replace("_", " "))
+        ax.set_xlabel("environment steps")
+        _millions(ax)
+        ax.grid(alpha=0.3)
+        if column not in train.columns or train[column].isna().all():
+            ax.text(0.5, 0.5, f"no '{column}' in train.csv", ha="center", va="center", transform=ax.transAxes)
+            continue
+        for alg in ordered(train["algorithm"]):
+            sub = train[(train["algorithm"] == alg)].dropna(subset=[column])
+            if sub.empty:
+                continue
+            if smooth > 1:
+                sub = sub.assign(**{column: sub.groupby(["task", "seed"])[column].transform(
+                    lambda s: s.rolling(smooth, min_periods=1).mean())})
+            stats = sub.groupby("step")[column].agg(["mean", "std"]).fillna(0.0)
+            ax.plot(stats.index, stats["mean"], color=palette[alg], label=display_name(alg))
+            ax.fill_between(stats.index, stats["mean"] - stats["std"], stats["mean"] + stats["std"],
+                            color=palette[alg], alpha=0.2, lw=0)
+    _legend(fig, next((ax for ax in axes if ax.get_legend_handles_labels()[0]), axes[0]))
+    return fig
+
+
+# ------------------------------------------------------------------------------------------------ scaling (fig. 6)
+
+def scaling_plot(scaling: pd.DataFrame) -> Figure:
+    """Fig. 6: normalised score against world-model parameters, one line per algorithm and task set.
+
+    ``scaling``: one row per run with ``algorithm, params`` (parameter count), ``task_set`` (e.g. 30, 80) and
+    ``score``; points are means over runs with ±1 std error bars.
+    """
+    if scaling.empty:
+        return _empty("no scaling runs")
+    fig = Figure(figsize=(5.8, 3.8), layout="constrained")
+    ax = fig.subplots()
+    palette = colors(scaling["algorithm"])
+    styles = ["-", "--", ":", "-."]
+    for i, task_set in enumerate(sorted(scaling["task_set"].unique(), key=str)):
+        for alg in ordered(scaling["algorithm"]):
+            s = scaling[(scaling["algorithm"] == alg) & (scaling["task_set"] == task_set)]
+            if s.empty:
+                continue
+            stats = s.groupby("params")["score"].agg(["mean", "std"]).fillna(0.0).sort_index()
+            ax.errorbar(stats.index, stats["mean"], yerr=stats["std"], color=palette[alg],
+                        ls=styles[i % len(styles)], marker="o", capsize=3,
+                        label=f"{display_name(alg)}, {task_set} tasks")
+    ax.set_xscale("log")
+    ax.set_xlabel("world-model parameters")
+    ax.set_ylabel("normalised score")
+    ax.set_title("Scaling")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(frameon=False, fontsize=8)
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------- O2O (fig. 7)
+
+def o2o_curves(aligned: pd.DataFrame, settings: Mapping[str, str]) -> Figure:
+    """Fig. 7 (right): mean normalised score over the fine-tuning tasks, from scratch vs fine-tuned.
+
+    ``settings`` maps a legend label to an algorithm label in ``aligned`` (e.g. ``{"from scratch": "mbdpo",
+    "fine-tuned": "mbdpo-o2o"}``); the band is ±1 std over runs of the per-run mean across tasks.
+    """
+    missing = [alg for alg in settings.values() if alg not in set(aligned["algorithm"])]
+    if missing:
+        raise ValueError(f"O2O curves: no runs for {missing}; algorithms present: {sorted(aligned['algorithm'].unique())}")
+    fig = Figure(figsize=(5.5, 3.6), layout="constrained")
+    ax = fig.subplots()
+    palette = sns.color_palette("tab10", n_colors=max(3, len(settings)))
+    for i, (label, alg) in enumerate(settings.items()):
+        sub = aligned[aligned["algorithm"] == alg]
+        per_seed = sub.groupby(["seed", "step"])["score"].mean()
+        stats = per_seed.groupby("step").agg(["mean", "std"]).fillna(0.0)
+        ax.plot(stats.index, stats["mean"], color=palette[i], label=f"{label} ({sub['task'].nunique()} tasks)")
+        ax.fill_between(stats.index, stats["mean"] - stats["std"], stats["mean"] + stats["std"], color=palette[i],
+                        alpha=0.2, lw=0)
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("normalised score")
+    ax.set_title("Offline-to-online: from scratch vs fine-tuned")
+    _millions(ax)
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False)
+    return fig
+
+
+# ----------------------------------------------------------------------------------------- ablations (fig. 8-10)
+
+def ablation_plot(values: pd.DataFrame, parameter: str, label: str | None = None,
+                  reference: Mapping[str, float] | None = None) -> Figure:
+    """Fig. 8-10: final normalised score (mean over tasks and seeds, ±1 std over per-seed means) per value of a
+    hyper-parameter (a ``values`` column such as ``agent.eta``, ``agent.diffusion_steps`` or ``agent.num_samples``).
+
+    ``reference`` draws horizontal lines, e.g. ``{"TD-MPC2": 57.1}``.
+    """
+    if parameter not in values.columns:
+        raise ValueError(f"ablation parameter {parameter!r} is not a column; columns: {sorted(values.columns)}")
+    sub = values.dropna(subset=[parameter])
+    if sub.empty:
+        return _empty(f"no runs with {parameter!r} set")
+    per_seed = sub.groupby([parameter, "seed"])["score"].mean()
+    stats = per_seed.groupby(parameter).agg(["mean", "std"]).fillna(0.0).sort_index()
+    fig = Figure(figsize=(5.0, 3.5), layout="constrained")
+    ax = fig.subplots()
+    positions = np.arange(len(stats))
+    ax.bar(positions, stats["mean"], yerr=stats["std"], capsize=4, color=sns.color_palette("tab10")[0], alpha=0.8)
+    ax.set_xticks(positions, [f"{v:g}" if isinstance(v, (int, float, np.number)) else str(v) for v in stats.index])
+    for name, level in (reference or {}).items():
+        ax.axhline(level, color="grey", ls="--", lw=1)
+        ax.text(positions[-1] + 0.4, level, name, va="bottom", ha="right", fontsize=8, color="grey")
+    ax.set_xlabel(label or parameter)
+    ax.set_ylabel("normalised score")
+    ax.set_title(f"Ablation: {label or parameter} ({sub['task'].nunique()} tasks)")
+    ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+# -------------------------------------------------------------------------------------- task embedding (fig. 23)
+
+def task_embedding_figure(embedding: pd.DataFrame, highlight: Iterable[str] = ()) -> Figure:
+    """Fig. 23: 2-D t-SNE of task embeddings (``task, domain, x, y``), one marker per domain, ``highlight`` circled."""
+    fig = Figure(figsize=(6, 5), layout="constrained")
+    ax = fig.subplots()
+    markers = {"MetaWorld": "o", "DMControl": "s"}
+    palette = dict(zip(_domains(embedding["domain"]), sns.color_palette("Set1")))
+    for domain, sub in embedding.groupby("domain"):
+        ax.scatter(sub["x"], sub["y"], marker=markers.get(domain, "^"), color=palette[domain], label=domain, s=28)
+    for task in highlight:
+        row = embedding[embedding["task"] == task]
+        if not row.empty:
+            ax.scatter(row["x"], row["y"], s=260, facecolors="none", edgecolors="red", lw=1.5)
+            ax.annotate(task, (row["x"].iloc[0], row["y"].iloc[0]), textcoords="offset points", xytext=(8, 8))
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(f"Task embeddings (t-SNE, {len(embedding)} tasks)")
+    ax.legend(frameon=False)
+    return fig

@@ -1,0 +1,389 @@
+"""Reading run files and released curves into one tidy table, and aligning them on a common step grid.
+
+Every loader returns what it read *and* what it could not use: a ``problems`` table (``kind, path, algorithm,
+task, seed, message``) that lists missing runs, corrupt files, runs split because their configs differ, unknown
+tasks and everything the alignment dropped. Nothing is skipped silently.
+
+The tidy evaluation table (``EVAL_COLUMNS``) has one row per (algorithm, task, seed, env step):
+``return`` is the mean evaluation episode return, ``success`` the success rate in 0-1 (NaN where the suite has
+none) and ``score`` the normalised score of :func:`analysis.scores.normalised_score` (0-100).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from analysis.scores import normalised_score
+from envs.registry import TASKS, TaskSpec
+
+EVAL_COLUMNS = ["source", "algorithm", "task", "suite", "domain", "seed", "step", "return", "success", "score",
+                "budget", "config_hash", "path"]
+PROBLEM_COLUMNS = ["kind", "path", "algorithm", "task", "seed", "message"]
+
+# The TD-MPC2-era release names the MyoSuite hand tasks `myo-hand-reach`; the registry (and mbdpo's) `myo-reach`.
+_PUBLISHED_ALIASES = {re.compile(r"^myo-hand-"): "myo-"}
+PIXELS_SUFFIX = "-pixels"
+
+
+class AnalysisInputError(ValueError):
+    """Input the analysis cannot use at all (no runs, no published folder): the message says what was expected."""
+
+
+@dataclass
+class RunSet:
+    """What a loader read: tidy evaluations, per-run metadata, training logs and the problems it found."""
+
+    evals: pd.DataFrame
+    runs: pd.DataFrame = field(default_factory=pd.DataFrame)
+    train: pd.DataFrame = field(default_factory=pd.DataFrame)
+    problems: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=PROBLEM_COLUMNS))
+
+    def __add__(self, other: "RunSet") -> "RunSet":
+        return RunSet(_concat([self.evals, other.evals], EVAL_COLUMNS), _concat([self.runs, other.runs]),
+                      _concat([self.train, other.train]), _concat([self.problems, other.problems], PROBLEM_COLUMNS))
+
+
+def _concat(frames: list[pd.DataFrame], columns: list[str] | None = None) -> pd.DataFrame:
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return pd.DataFrame(columns=columns or [])
+    return pd.concat(frames, ignore_index=True)
+
+
+def _problem(kind: str, path: Path | str, message: str, algorithm: str = "", task: str = "",
+             seed: int | None = None) -> dict:
+    return {"kind": kind, "path": str(path), "algorithm": algorithm, "task": task, "seed": seed, "message": message}
+
+
+def _spec(task: str) -> TaskSpec | None:
+    return TASKS.get(task)
+
+
+def _with_task_columns(df: pd.DataFrame) -> pd.DataFrame:
+    specs = {t: TASKS[t] for t in df["task"].unique()}
+    df["suite"] = df["task"].map(lambda t: specs[t].suite)
+    df["domain"] = df["task"].map(lambda t: specs[t].domain)
+    metric = df["task"].map(lambda t: specs[t].metric)
+    df["score"] = normalised_score(df["return"], df["success"], metric)
+    return df
+
+
+# --------------------------------------------------------------------------------------------------------- ours
+
+def _read_csv(path: Path, required: Iterable[str]) -> pd.DataFrame:
+    df = pd.read_csv(path)
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise ValueError(f"missing column(s) {missing}; has {list(df.columns)}")
+    return df
+
+
+def _flatten(config: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def load_runs(root: str | Path, expected: Iterable[tuple[str, str, int]] | None = None,
+              train_logs: bool = True) -> RunSet:
+    """Read every run under ``root`` (``{name}/{task}/{seed}/`` as written by the trainer) into a :class:`RunSet`.
+
+    A run is identified by its folder; its algorithm label is the run name (the algorithm or an explicit
+    ``name=`` of a variant). Seeds of one (name, task) whose ``config_hash`` differ are never averaged: they are
+    relabelled ``name@hash`` and the split is reported. Runs listed in ``expected`` (name, task, seed) but absent,
+    and holes in the name × task × seed grid that was found, are reported as ``missing``; unreadable files as
+    ``corrupt`` with their path. ``runs`` holds one row per run (status, config hash, wall time, flattened config
+    keys ``agent.*``); ``train`` the train.csv rows (with ``algorithm, task, domain, seed``) when ``train_logs``.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise AnalysisInputError(f"runs directory {str(root)!r} does not exist (expected results/runs or --runs DIR)")
+    problems: list[dict] = []
+    evals, runs, trains = [], [], []
+    for run_json in sorted(root.glob("*/*/*/run.json")):
+        run_dir = run_json.parent
+        name, task, seed_dir = run_dir.relative_to(root).parts
+        try:
+            info = json.loads(run_json.read_text())
+        except (OSError, ValueError) as exc:
+            problems.append(_problem("corrupt", run_json, f"cannot read run metadata: {exc}", name, task))
+            continue
+        try:
+            config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            problems.append(_problem("corrupt", run_dir / "config.yaml", f"cannot read run config: {exc}", name,
+                                     task))
+            continue
+        seed = int(info.get("seed", seed_dir))
+        if _spec(task) is None:
+            problems.append(_problem("unknown_task", run_dir, f"task {task!r} is not a registered task", name, task,
+                                     seed))
+            continue
+        eval_path = run_dir / "eval.csv"
+        if not eval_path.exists():
+            problems.append(_problem("missing", eval_path, "run has no eval.csv yet", name, task, seed))
+            continue
+        try:
+            ev = _read_csv(eval_path, ["step", "episode_return", "success"])
+        except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            problems.append(_problem("corrupt", eval_path, f"cannot read evaluations: {exc}", name, task, seed))
+            continue
+        meta = {"algorithm": name, "algo": info.get("algo", name), "task": task, "seed": seed,
+                "status": info.get("status", ""), "config_hash": info.get("config_hash", ""),
+                "env_steps_done": info.get("env_steps_done"), "total_env_steps": info.get("total_env_steps"),
+                "wall_time_s": info.get("wall_time_s"), "device": info.get("device", ""), "path": str(run_dir),
+                **_flatten(config)}
+        runs.append(meta)
+        if meta["status"] != "finished":
+            problems.append(_problem("incomplete", run_dir, f"run status is {meta['status']!r}: its evaluations "
+                                     f"end at step {int(ev['step'].max()) if len(ev) else 0}", name, task, seed))
+        evals.append(pd.DataFrame({
+            "source": "ours", "algorithm": name, "task": task, "seed": seed, "step": ev["step"].astype(np.int64),
+            "return": ev["episode_return"].astype(float), "success": pd.to_numeric(ev["success"], errors="coerce"),
+            "budget": meta["total_env_steps"] or (int(ev["step"].max()) if len(ev) else 0),
+            "config_hash": meta["config_hash"], "path": str(eval_path)}))
+        if train_logs and (run_dir / "train.csv").exists():
+            try:
+                tr = _read_csv(run_dir / "train.csv", ["step"])
+            except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+                problems.append(_problem("corrupt", run_dir / "train.csv", f"cannot read training log: {exc}", name,
+                                         task, seed))
+            else:
+                trains.append(tr.assign(algorithm=name, task=task, seed=seed, config_hash=meta["config_hash"]))
+
+    runs_df = pd.DataFrame(runs)
+    evals_df = _concat(evals, EVAL_COLUMNS)
+    train_df = _concat(trains)
+    if not evals_df.empty:
+        evals_df = _with_task_columns(evals_df)[EVAL_COLUMNS]
+        relabel = _split_mixed_configs(runs_df, problems)
+        if relabel:
+            for frame in (evals_df, runs_df, train_df):
+                if frame.empty:
+                    continue
+                key = list(zip(frame["algorithm"], frame["task"], frame["config_hash"]))
+                frame["algorithm"] = [relabel.get(k, a) for k, a in zip(key, frame["algorithm"])]
+    if not train_df.empty:
+        train_df["domain"] = train_df["task"].map(lambda t: TASKS[t].domain)
+    problems += _missing_runs(evals_df, expected, source_root=root)
+    return RunSet(evals_df, runs_df, train_df, pd.DataFrame(problems, columns=PROBLEM_COLUMNS))
+
+
+def _split_mixed_configs(runs: pd.DataFrame, problems: list[dict]) -> dict[tuple[str, str, str], str]:
+    """Labels ``name@hash`` for (name, task) groups whose seeds ran different configs."""
+    relabel = {}
+    for (name, task), group in runs.groupby(["algorithm", "task"]):
+        hashes = sorted(group["config_hash"].unique())
+        if len(hashes) < 2:
+            continue
+        for h in hashes:
+            relabel[(name, task, h)] = f"{name}@{h[:8]}"
+        seeds = {h: sorted(group.loc[group["config_hash"] == h, "seed"]) for h in hashes}
+        problems.append(_problem("mixed_config", Path(group["path"].iloc[0]).parent,
+                                 f"seeds ran different configs ({seeds}); they are kept apart as "
+                                 f"{', '.join(f'{name}@{h[:8]}' for h in hashes)}, not averaged", name, task))
+    return relabel
+
+
+def _missing_runs(evals: pd.DataFrame, expected: Iterable[tuple[str, str, int]] | None,
+                  source_root: Path) -> list[dict]:
+    """Holes: (algorithm, task, seed) of ``expected``, or of each algorithm's tasks-found × its seeds, without data."""
+    if evals.empty:
+        have: set = set()
+    else:
+        have = set(evals[["algorithm", "task", "seed"]].drop_duplicates().itertuples(index=False, name=None))
+    if expected is None:
+        if evals.empty:
+            return []
+        tasks = sorted(evals["task"].unique())
+        expected = [(alg, task, seed) for alg, group in evals.groupby("algorithm")
+                    for task in tasks for seed in sorted(group["seed"].unique())]
+    return [_problem("missing", source_root / alg / task / str(seed), "no evaluations for this run", alg, task,
+                     int(seed))
+            for alg, task, seed in expected if (alg, task, int(seed)) not in have]
+
+
+# ---------------------------------------------------------------------------------------------------- published
+
+def published_task_name(file_stem: str, pixels: bool) -> str:
+    """The registry name of a released curve file: ``myo-hand-reach`` → ``myo-reach``; pixel folders → ``-pixels``."""
+    name = file_stem
+    for pattern, replacement in _PUBLISHED_ALIASES.items():
+        name = pattern.sub(replacement, name)
+    return f"{name}{PIXELS_SUFFIX}" if pixels else name
+
+
+def load_published(root: str | Path, algorithms: Iterable[str] | None = None) -> RunSet:
+    """Read released curves (``root/{algorithm}[-pixels]/{task}.csv``, the format of shared/reference/FORMAT.md).
+
+    ``step,reward,seed`` or ``step,success,seed``. Success tasks come in two scales: TD-MPC2-era folders give
+    ``success`` in 0-1, the mbdpo folders give success × 100 in the ``reward`` column; both become ``success`` in
+    0-1 here (a success task's ``return`` is left NaN). A folder ``X-pixels`` holds algorithm X's Visual RL curves.
+    Duplicate evaluations of one step keep the last row (reported); files of tasks outside the registry are
+    reported and skipped; an unreadable file is reported with its path.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise AnalysisInputError(f"published results directory {str(root)!r} does not exist "
+                                 "(expected per-algorithm folders of per-task CSVs)")
+    wanted = set(algorithms) if algorithms is not None else None
+    folders = sorted(p for p in root.iterdir() if p.is_dir())
+    if not folders:
+        raise AnalysisInputError(f"published results directory {str(root)!r} has no algorithm folders")
+    problems: list[dict] = []
+    frames = []
+    for folder in folders:
+        pixels = folder.name.endswith(PIXELS_SUFFIX)
+        algorithm = folder.name[: -len(PIXELS_SUFFIX)] if pixels else folder.name
+        if wanted is not None and algorithm not in wanted:
+            continue
+        for path in sorted(folder.glob("*.csv")):
+            task = published_task_name(path.stem, pixels)
+            spec = _spec(task)
+            if spec is None:
+                problems.append(_problem("unknown_task", path, f"{task!r} is not one of the paper's 114 task "
+                                         "entries; not analysed", algorithm, task))
+                continue
+            try:
+                df = pd.read_csv(path)
+                value_col = "success" if "success" in df.columns else "reward"
+                missing = [c for c in ("step", value_col, "seed") if c not in df.columns]
+                if missing:
+                    raise ValueError(f"missing column(s) {missing}; has {list(df.columns)}")
+                step = pd.to_numeric(df["step"], errors="raise").astype(np.int64)
+                value = pd.to_numeric(df[value_col], errors="raise").astype(float)
+                seed = pd.to_numeric(df["seed"], errors="raise").astype(int)
+            except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+                problems.append(_problem("corrupt", path, f"cannot read released curve: {exc}", algorithm, task))
+                continue
+            if spec.metric == "success":
+                # mbdpo's release writes success x 100 under `reward`; the TD-MPC2 era writes 0-1 under `success`.
+                success = value / 100.0 if value_col == "reward" else value
+                ret = pd.Series(np.nan, index=value.index)
+            else:
+                success, ret = pd.Series(np.nan, index=value.index), value
+            frame = pd.DataFrame({"source": "published", "algorithm": algorithm, "task": task, "seed": seed,
+                                  "step": step, "return": ret, "success": success, "budget": spec.budget,
+                                  "config_hash": "", "path": str(path)})
+            dup = frame.duplicated(["seed", "step"], keep="last")
+            for s, n in frame.loc[dup].groupby("seed").size().items():
+                problems.append(_problem("duplicate_step", path, f"{n} evaluation(s) repeat an earlier step; the "
+                                         "last row of each step is kept", algorithm, task, int(s)))
+            frames.append(frame.loc[~dup])
+    evals = _concat(frames, EVAL_COLUMNS)
+    if evals.empty:
+        raise AnalysisInputError(f"no released curves found under {str(root)!r}"
+                                 + (f" for algorithms {sorted(wanted)}" if wanted else ""))
+    evals = _with_task_columns(evals)[EVAL_COLUMNS]
+    problems += _missing_runs(evals, None, source_root=root)
+    return RunSet(evals, problems=pd.DataFrame(problems, columns=PROBLEM_COLUMNS))
+
+
+# ---------------------------------------------------------------------------------------------------- alignment
+
+def default_grid(evals: pd.DataFrame, every: int | None = None) -> dict[str, np.ndarray]:
+    """Per domain: 0, every, 2·every, … up to the domain's budget (the most common budget of its runs).
+
+    ``every`` defaults to the most common spacing between consecutive evaluations in the domain.
+    """
+    grids = {}
+    for domain, group in evals.groupby("domain"):
+        step = every
+        if step is None:
+            diffs = group.sort_values("step").groupby(["algorithm", "task", "seed"])["step"].diff().dropna()
+            diffs = diffs[diffs > 0]
+            step = int(diffs.mode().iloc[0]) if len(diffs) else int(group["step"].max() or 1)
+        end = int(group["budget"].mode().iloc[0])
+        grids[domain] = np.arange(0, end + 1, step, dtype=np.int64)
+    return grids
+
+
+def align(evals: pd.DataFrame, grid: dict[str, np.ndarray] | np.ndarray | None = None,
+          tolerance: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Put every run on a common step grid by **nearest previous evaluation**; return (aligned, dropped).
+
+    A grid step g takes the run's last evaluation at a step ≤ g. Grid steps before a run's first evaluation, and
+    grid steps more than ``tolerance`` (default: the grid spacing) past its last one, get no value; evaluations
+    after the grid's end are not used. Each is listed in ``dropped`` (``algorithm, task, seed, reason, n, steps``)
+    so a reader sees exactly what a figure leaves out. ``aligned`` keeps ``eval_step``, the step the value came from.
+    """
+    if grid is None:
+        grid = default_grid(evals)
+    aligned, dropped = [], []
+    for (domain, alg, task, seed), run in evals.groupby(["domain", "algorithm", "task", "seed"], sort=True):
+        steps_grid = grid if isinstance(grid, np.ndarray) else grid.get(domain)
+        if steps_grid is None or len(steps_grid) == 0:
+            continue
+        spacing = int(np.diff(steps_grid).min()) if len(steps_grid) > 1 else int(steps_grid[0]) or 1
+        tol = spacing if tolerance is None else tolerance
+        run = run.sort_values("step")
+        steps = run["step"].to_numpy()
+        idx = np.searchsorted(steps, steps_grid, side="right") - 1
+        before = idx < 0
+        stale = ~before & (steps_grid - steps[np.clip(idx, 0, None)] > tol) & (steps_grid > steps[-1])
+        keep = ~before & ~stale
+        if before.any():
+            dropped.append({"algorithm": alg, "task": task, "seed": seed, "reason": "before first evaluation",
+                            "n": int(before.sum()), "steps": _span(steps_grid[before])})
+        if stale.any():
+            dropped.append({"algorithm": alg, "task": task, "seed": seed,
+                            "reason": f"run ends at {int(steps[-1])}", "n": int(stale.sum()),
+                            "steps": _span(steps_grid[stale])})
+        past = steps > steps_grid[-1]
+        if past.any():
+            dropped.append({"algorithm": alg, "task": task, "seed": seed, "reason": "after the grid's end",
+                            "n": int(past.sum()), "steps": _span(steps[past])})
+        rows = run.iloc[idx[keep]].copy()
+        rows["eval_step"] = rows["step"].to_numpy()
+        rows["step"] = steps_grid[keep]
+        aligned.append(rows)
+    columns = [*EVAL_COLUMNS, "eval_step"]
+    return (_concat(aligned, columns).reset_index(drop=True),
+            pd.DataFrame(dropped, columns=["algorithm", "task", "seed", "reason", "n", "steps"]))
+
+
+def _span(steps: np.ndarray) -> str:
+    return f"{int(steps[0])}" if len(steps) == 1 else f"{int(steps[0])}-{int(steps[-1])}"
+
+
+def values_at(evals: pd.DataFrame, step: int | dict[str, int] | None = None,
+              tolerance: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One value per run at ``step`` (an int, a per-domain dict, or each domain's budget end): (values, dropped).
+
+    Nearest previous evaluation as in :func:`align`; ``values`` has a ``step`` column with the step used.
+    """
+    if step is None:
+        ends = {d: int(g["budget"].mode().iloc[0]) for d, g in evals.groupby("domain")}
+    elif isinstance(step, dict):
+        ends = step
+    else:
+        ends = {d: int(step) for d in evals["domain"].unique()}
+    out, drops = [], []
+    for domain, group in evals.groupby("domain"):
+        if domain not in ends:
+            continue
+        grid = {domain: np.array([ends[domain]], dtype=np.int64)}
+        spacing = _typical_spacing(group)
+        aligned, dropped = align(group, grid, tolerance if tolerance is not None else spacing)
+        out.append(aligned)
+        drops.append(dropped.loc[dropped["reason"] != "after the grid's end"])
+    return _concat(out, [*EVAL_COLUMNS, "eval_step"]), _concat(drops, ["algorithm", "task", "seed", "reason", "n",
+                                                                       "steps"])
+
+
+def _typical_spacing(evals: pd.DataFrame) -> int:
+    diffs = evals.sort_values("step").groupby(["algorithm", "task", "seed"])["step"].diff().dropna()
+    diffs = diffs[diffs > 0]
+    return int(diffs.mode().iloc[0]) if len(diffs) else 0

@@ -1,0 +1,150 @@
+"""``analyze``: run files and/or released curves in, the paper's tables and figures out (the CLI and the workflow call it).
+
+Layout of ``OUT``::
+
+    tables/per_domain.{csv,md,tex}        algorithm, domain, n_tasks, step, mean, iqm, iqm_low, iqm_high, … (0-100)
+    tables/per_domain_paper.{csv,md,tex}  the paper's layout: domains × algorithms, "mean [95% CI]"
+    tables/interval_estimates.csv         every metric × domain × algorithm with CIs
+    tables/probability_of_improvement.{csv,md,tex}, tables/performance_profiles.csv, tables/aggregate_curves.csv
+    tables/training_time.{csv,md,tex}     (tab. 1; own runs only)
+    tables/problems.csv, tables/alignment_dropped.csv   what was missing, corrupt, split or dropped
+    figures/*.png                         aggregate curves, interval estimates, profiles, P(improvement),
+                                          per-task curves per domain, cross-TD error / policy drift
+    summary.md                            what was read, what was written, what is missing
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from analysis import figures as F
+from analysis import stats as S
+from analysis import tables as T
+from analysis.load import AnalysisInputError, RunSet, align, load_published, load_runs, values_at
+
+PUBLISHED_SUFFIX = " (published)"
+
+
+@dataclass
+class AnalysisResult:
+    out: Path
+    per_domain: pd.DataFrame
+    problems: pd.DataFrame
+    dropped: pd.DataFrame
+    written: list[Path] = field(default_factory=list)
+
+
+def gather(runs: str | Path | None = None, published: str | Path | None = None,
+           algorithms: list[str] | None = None) -> RunSet:
+    """Own runs and/or released curves in one :class:`RunSet`; with both, released ones are labelled
+    ``"<algorithm> (published)"`` so they are never averaged with ours."""
+    if runs is None and published is None:
+        raise AnalysisInputError("nothing to analyse: give a runs directory (--runs) and/or released curves "
+                                 "(--published)")
+    result = RunSet(pd.DataFrame(columns=[]))
+    if runs is not None:
+        result = load_runs(runs)
+    if published is not None:
+        pub = load_published(published, algorithms)
+        if runs is not None:
+            for frame in (pub.evals, pub.problems):
+                frame["algorithm"] = frame["algorithm"].astype(str) + PUBLISHED_SUFFIX
+        result = result + pub if runs is not None else pub
+    if algorithms is not None and not result.evals.empty:
+        keep = result.evals["algorithm"].str.replace(PUBLISHED_SUFFIX, "", regex=False).str.split("@").str[0]
+        result.evals = result.evals[keep.isin(algorithms)]
+    if result.evals.empty:
+        raise AnalysisInputError(f"no evaluations found (runs={runs}, published={published}"
+                                 + (f", algorithms={algorithms}" if algorithms else "") + ")")
+    return result
+
+
+def analyze(out: str | Path, runs: str | Path | None = None, published: str | Path | None = None,
+            at_step: int | None = None, algorithms: list[str] | None = None, candidate: str = "mbdpo",
+            reps: int = 2000, seed: int = 0, per_task: bool = True) -> AnalysisResult:
+    """Regenerate the tables and figures under ``out`` (see the module docstring for the layout)."""
+    out = Path(out)
+    data = gather(runs, published, algorithms)
+    evals = data.evals
+    written: list[Path] = []
+    tables, figs = out / "tables", out / "figures"
+
+    values, dropped_at = values_at(evals, at_step)
+    steps = values.groupby("domain")["step"].first().to_dict()
+    intervals = S.interval_estimates(values, reps=reps, seed=seed)
+    per_domain = T.per_domain_table(intervals, steps)
+    written += T.write_table(per_domain, tables / "per_domain",
+                             "Normalised score (0-100) per domain: mean and IQM with 95% stratified-bootstrap CIs")
+    written += T.write_table(T.paper_domain_table(per_domain), tables / "per_domain_paper",
+                             "Mean normalised score per domain [95% CI]")
+    written += T.write_table(intervals, tables / "interval_estimates", formats=("csv",))
+    fig_domain = "All" if "All" in set(intervals["domain"]) else intervals["domain"].iloc[0]
+    written.append(F.save(F.interval_plot(intervals, fig_domain), figs / "interval_estimates.png"))
+    for domain in sorted(set(intervals["domain"]) - {"All"}):
+        written.append(F.save(F.interval_plot(intervals, domain), figs / f"interval_estimates_{_slug(domain)}.png"))
+
+    profiles = S.performance_profiles(values, reps=reps, seed=seed)
+    written += T.write_table(profiles, tables / "performance_profiles", formats=("csv",))
+    written.append(F.save(F.performance_profile_plot(profiles), figs / "performance_profiles.png"))
+
+    algs = set(values["algorithm"])
+    poi_candidate = candidate if candidate in algs else None
+    if poi_candidate is not None and len(algs) > 1:
+        poi = S.probability_of_improvement(values, poi_candidate, reps=reps, seed=seed)
+        written += T.write_table(poi, tables / "probability_of_improvement",
+                                 f"P({poi_candidate} > baseline) on the tasks both have, 95% CIs")
+        written.append(F.save(F.probability_of_improvement_plot(poi), figs / "probability_of_improvement.png"))
+
+    aligned, dropped = align(evals)
+    curves = S.sample_efficiency_curves(aligned, reps=reps, seed=seed)
+    written += T.write_table(curves, tables / "aggregate_curves", formats=("csv",))
+    written.append(F.save(F.aggregate_curves(curves), figs / "aggregate_curves.png"))
+    if per_task:
+        for domain, sub in aligned.groupby("domain"):
+            written.append(F.save(F.per_task_curves(sub), figs / f"per_task_{_slug(domain)}.png"))
+
+    if not data.runs.empty:
+        timing = T.training_time_table(data.runs, data.train)
+        written += T.write_table(timing, tables / "training_time", "Training time per step (ms) by domain")
+    if not data.train.empty:
+        written.append(F.save(F.diagnostics_curves(data.train), figs / "diagnostics.png"))
+
+    problems = data.problems
+    dropped_all = pd.concat([dropped.assign(where="curves"), dropped_at.assign(where="table")], ignore_index=True)
+    written += T.write_table(problems, tables / "problems", formats=("csv",))
+    written += T.write_table(dropped_all, tables / "alignment_dropped", formats=("csv",))
+    written.append(T.atomic_write_text(out / "summary.md", _summary(evals, problems, dropped_all, per_domain,
+                                                                    written, out)))
+    return AnalysisResult(out, per_domain, problems, dropped_all, written)
+
+
+def _slug(text: str) -> str:
+    return text.lower().replace(" ", "_")
+
+
+def _summary(evals: pd.DataFrame, problems: pd.DataFrame, dropped: pd.DataFrame, per_domain: pd.DataFrame,
+             written: list[Path], out: Path) -> str:
+    lines = ["# Analysis summary", "",
+             f"Read {evals.groupby(['algorithm', 'task', 'seed']).ngroups} runs of "
+             f"{evals['algorithm'].nunique()} algorithm(s) on {evals['task'].nunique()} task(s).", "",
+             "## Per-domain normalised score", "", T.to_markdown(T.paper_domain_table(per_domain)), "",
+             "## Problems", ""]
+    if problems.empty:
+        lines.append("None: every expected run was read.")
+    else:
+        counts = problems.groupby("kind").size()
+        lines += [f"- {kind}: {n}" for kind, n in counts.items()]
+        lines.append("\nDetails: tables/problems.csv.")
+    lines += ["", "## Alignment (nearest previous evaluation)", ""]
+    if dropped.empty:
+        lines.append("Nothing dropped.")
+    else:
+        counts = dropped.assign(reason=dropped["reason"].str.replace(r"\d+", "N", regex=True)) \
+            .groupby(["where", "reason"])["n"].sum()
+        lines += [f"- {where}: {reason}: {n} grid point(s)" for (where, reason), n in counts.items()]
+        lines.append("\nDetails: tables/alignment_dropped.csv.")
+    lines += ["", "## Files", ""] + [f"- {p.relative_to(out)}" for p in written]
+    return "\n".join(lines) + "\n"
