@@ -15,6 +15,8 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
+from algorithms.common.runfiles import atomic_write
+
 DOMAIN_ORDER = ("DMControl", "MetaWorld", "ManiSkill2", "MyoSuite", "Visual RL", "All")
 ALGORITHM_ORDER = ("mbdpo", "tdmpc2", "dreamerv3", "sac", "tdmpc")
 DISPLAY_NAMES = {"mbdpo": "MBDPO", "tdmpc2": "TD-MPC2", "dreamerv3": "DreamerV3", "sac": "SAC", "tdmpc": "TD-MPC"}
@@ -78,10 +80,7 @@ def _empty(message: str) -> Figure:
 def save(fig: Figure, path: str | Path, dpi: int = 130) -> Path:
     """Write ``fig`` (PNG, PDF or SVG by suffix) atomically: a reader never sees half an image."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
-    tmp.replace(path)
+    atomic_write(path, lambda f: fig.savefig(f, dpi=dpi, format=path.suffix.lstrip(".") or "png"), mode="wb")
     return path
 
 

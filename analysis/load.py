@@ -102,8 +102,8 @@ def load_runs(root: str | Path, expected: Iterable[tuple[str, str, int]] | None 
 
     A run is identified by its folder; its algorithm label is the run name (the algorithm or an explicit
     ``name=`` of a variant). Seeds of one (name, task) whose ``config_hash`` differ are never averaged: they are
-    relabelled ``name@hash`` and the split is reported. Runs listed in ``expected`` (name, task, seed) but absent,
-    and holes in the name × task × seed grid that was found, are reported as ``missing``; unreadable files as
+    relabelled ``name@hash`` and the split is reported. Runs listed in ``expected`` (name, task, seed) but absent
+    — or, without ``expected``, holes in the name × task × seed grid that was found — are reported as ``missing``; unreadable files as
     ``corrupt`` with their path. ``runs`` holds one row per run (status, config hash, wall time, flattened config
     keys ``agent.*``); ``train`` the train.csv rows (with ``algorithm, task, domain, seed``) when ``train_logs``.
     """
@@ -137,7 +137,9 @@ def load_runs(root: str | Path, expected: Iterable[tuple[str, str, int]] | None 
             continue
         try:
             ev = _read_csv(eval_path, ["step", "episode_return", "success"])
-        except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            ev["step"] = pd.to_numeric(ev["step"], errors="raise").astype(np.int64)
+            ev["episode_return"] = pd.to_numeric(ev["episode_return"], errors="raise").astype(float)
+        except (OSError, ValueError, TypeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
             problems.append(_problem("corrupt", eval_path, f"cannot read evaluations: {exc}", name, task, seed))
             continue
         meta = {"algorithm": name, "algo": info.get("algo", name), "task": task, "seed": seed,
@@ -150,8 +152,8 @@ def load_runs(root: str | Path, expected: Iterable[tuple[str, str, int]] | None 
             problems.append(_problem("incomplete", run_dir, f"run status is {meta['status']!r}: its evaluations "
                                      f"end at step {int(ev['step'].max()) if len(ev) else 0}", name, task, seed))
         evals.append(pd.DataFrame({
-            "source": "ours", "algorithm": name, "task": task, "seed": seed, "step": ev["step"].astype(np.int64),
-            "return": ev["episode_return"].astype(float), "success": pd.to_numeric(ev["success"], errors="coerce"),
+            "source": "ours", "algorithm": name, "task": task, "seed": seed, "step": ev["step"],
+            "return": ev["episode_return"], "success": pd.to_numeric(ev["success"], errors="coerce"),
             "budget": meta["total_env_steps"] or (int(ev["step"].max()) if len(ev) else 0),
             "config_hash": meta["config_hash"], "path": str(eval_path)}))
         if train_logs and (run_dir / "train.csv").exists():
@@ -325,6 +327,8 @@ def align(evals: pd.DataFrame, grid: dict[str, np.ndarray] | np.ndarray | None =
     for (domain, alg, task, seed), run in evals.groupby(["domain", "algorithm", "task", "seed"], sort=True):
         steps_grid = grid if isinstance(grid, np.ndarray) else grid.get(domain)
         if steps_grid is None or len(steps_grid) == 0:
+            dropped.append({"algorithm": alg, "task": task, "seed": seed, "reason": f"no grid for domain {domain}",
+                            "n": len(run), "steps": _span(np.sort(run["step"].to_numpy()))})
             continue
         spacing = int(np.diff(steps_grid).min()) if len(steps_grid) > 1 else int(steps_grid[0]) or 1
         tol = spacing if tolerance is None else tolerance
@@ -373,6 +377,8 @@ def values_at(evals: pd.DataFrame, step: int | dict[str, int] | None = None,
     out, drops = [], []
     for domain, group in evals.groupby("domain"):
         if domain not in ends:
+            runs = group[["algorithm", "task", "seed"]].drop_duplicates()
+            drops.append(runs.assign(reason=f"no step given for domain {domain}", n=1, steps=""))
             continue
         grid = {domain: np.array([ends[domain]], dtype=np.int64)}
         spacing = _typical_spacing(group)

@@ -26,6 +26,10 @@ from analysis import tables as T
 from analysis.load import AnalysisInputError, RunSet, align, load_published, load_runs, values_at
 
 PUBLISHED_SUFFIX = " (published)"
+# The paper's ablations (fig. 8-10): config key → axis label. Both energy weights are listed because the released
+# code's classifier energy uses η and the paper's InfoNCE energy λ (METHOD.md).
+ABLATION_PARAMETERS = {"agent.eta": "energy factor η (classifier)", "agent.energy_lambda": "energy factor λ (InfoNCE)",
+                       "agent.diffusion_steps": "diffusion steps T", "agent.num_samples": "Monte Carlo samples N"}
 
 
 @dataclass
@@ -95,7 +99,8 @@ def analyze(out: str | Path, runs: str | Path | None = None, published: str | Pa
     if poi_candidate is not None and len(algs) > 1:
         poi = S.probability_of_improvement(values, poi_candidate, reps=reps, seed=seed)
         written += T.write_table(poi, tables / "probability_of_improvement",
-                                 f"P({poi_candidate} > baseline) on the tasks both have, 95% CIs")
+                                 f"P({poi_candidate} > baseline) on the tasks both have, 95% CIs",
+                                 floatfmt=".3f")
         written.append(F.save(F.probability_of_improvement_plot(poi), figs / "probability_of_improvement.png"))
 
     aligned, dropped = align(evals)
@@ -111,6 +116,18 @@ def analyze(out: str | Path, runs: str | Path | None = None, published: str | Pa
         written += T.write_table(timing, tables / "training_time", "Training time per step (ms) by domain")
     if not data.train.empty:
         written.append(F.save(F.diagnostics_curves(data.train), figs / "diagnostics.png"))
+    if not data.runs.empty:
+        for parameter, label in ABLATION_PARAMETERS.items():
+            ablation = ablation_values(values, data.runs, parameter)
+            if ablation[parameter].nunique() > 1:
+                slug = parameter.split(".")[-1]
+                summary = ablation.groupby(parameter)["score"].agg(["mean", "std", "count"]).reset_index()
+                written += T.write_table(summary, tables / f"ablation_{slug}", f"Ablation: {label}")
+                written.append(F.save(F.ablation_plot(ablation, parameter, label), figs / f"ablation_{slug}.png"))
+        scaling = scaling_values(values, data.runs)
+        if scaling["params"].nunique() > 1:
+            written += T.write_table(T.scaling_table(scaling), tables / "scaling", "Normalised score by model size")
+            written.append(F.save(F.scaling_plot(scaling), figs / "scaling.png"))
 
     problems = data.problems
     dropped_all = pd.concat([dropped.assign(where="curves"), dropped_at.assign(where="table")], ignore_index=True)
@@ -119,6 +136,41 @@ def analyze(out: str | Path, runs: str | Path | None = None, published: str | Pa
     written.append(T.atomic_write_text(out / "summary.md", _summary(evals, problems, dropped_all, per_domain,
                                                                     written, out)))
     return AnalysisResult(out, per_domain, problems, dropped_all, written)
+
+
+def with_run_config(values: pd.DataFrame, runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """``values`` (one row per run, from :func:`analysis.load.values_at`) with config columns of its run joined on."""
+    cols = [k for k in keys if k in runs.columns]
+    config = runs[["path", "algo", *cols]].rename(columns={"path": "run_dir"})
+    joined = values.assign(run_dir=values["path"].map(lambda p: str(Path(p).parent)))
+    return joined.merge(config, on="run_dir", how="inner")
+
+
+def ablation_values(values: pd.DataFrame, runs: pd.DataFrame, parameter: str, algo: str = "mbdpo") -> pd.DataFrame:
+    """Runs of ``algo`` for an ablation of ``parameter``: only tasks that have runs at every value of it, so a
+    default-valued run of the main grid on another task does not weigh on one bar."""
+    if parameter not in runs.columns:
+        return pd.DataFrame(columns=[*values.columns, parameter])
+    frame = with_run_config(values, runs, [parameter])
+    frame = frame[(frame["algo"] == algo) & frame[parameter].notna()]
+    n_values = frame[parameter].nunique()
+    complete = frame.groupby("task")[parameter].nunique()
+    return frame[frame["task"].isin(complete[complete == n_values].index)]
+
+
+def scaling_values(values: pd.DataFrame, runs: pd.DataFrame, size_key: str = "agent.model_size",
+                   task_set_key: str = "task_set") -> pd.DataFrame:
+    """Fig. 6's input from runs: ``algorithm, params, task_set, score`` (params parsed from preset names such as
+    ``1.7M``; ``task_set`` from the config key, or 1 for single-task runs)."""
+    if size_key not in runs.columns:
+        return pd.DataFrame(columns=["algorithm", "params", "task_set", "score"])
+    frame = with_run_config(values, runs, [size_key, task_set_key])
+    sizes = frame[size_key].astype(str).str.upper()
+    mult = sizes.str[-1].map({"K": 1e3, "M": 1e6, "B": 1e9}).fillna(1.0)
+    params = pd.to_numeric(sizes.str.rstrip("KMB"), errors="coerce") * mult
+    task_set = frame[task_set_key] if task_set_key in frame.columns else 1
+    return pd.DataFrame({"algorithm": frame["algo"], "params": params, "task_set": task_set,
+                         "score": frame["score"]}).dropna(subset=["params"])
 
 
 def _slug(text: str) -> str:

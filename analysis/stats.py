@@ -38,7 +38,7 @@ def iqm(scores: np.ndarray) -> float:
 _VECTOR_METRICS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "iqm": lambda x: sps.trim_mean(x.reshape(len(x), -1), proportiontocut=0.25, axis=1),
     "mean": lambda x: x.reshape(len(x), -1).mean(axis=1),
-    "median": lambda x: np.median(x.reshape(len(x), -1), axis=1),
+    "median": lambda x: np.median(x.mean(axis=1), axis=1),  # rliable: median over tasks of per-task means
     "optimality_gap": lambda x: SCORE_MAX - np.minimum(x, SCORE_MAX).reshape(len(x), -1).mean(axis=1),
 }
 
@@ -129,20 +129,23 @@ def interval_estimates(values: pd.DataFrame, metrics: Iterable[str] = tuple(METR
     with like); per-domain rows use each algorithm's own tasks of the domain (``n_tasks`` says how many).
     """
     names = list(metrics)
-    groups: list[tuple[str, pd.DataFrame]] = list(values.groupby(group)) if group else []
-    if overall or not group:
-        groups.append((ALL_DOMAINS, values[values["task"].isin(_common_tasks(values))]))
-    rows = []
-    for domain, frame in groups:
+    cells: list[tuple[str, str, np.ndarray, list[str]]] = []  # (domain, algorithm, matrix, notes)
+    for domain, frame in (values.groupby(group) if group else []):
         for alg, g in frame.groupby("algorithm"):
-            matrix, tasks, notes = score_matrix(g)
-            if matrix.size == 0:
-                continue
-            result = aggregate_with_ci(matrix, names, reps, seed, confidence, engine)
-            for metric in names:
-                value, low, high = result[metric]
-                rows.append({"algorithm": alg, "domain": domain, "metric": metric, "value": value, "low": low,
-                             "high": high, "n_tasks": len(tasks), "n_runs": matrix.size, "notes": "; ".join(notes)})
+            matrix, _, notes = score_matrix(g)
+            cells.append((domain, alg, matrix, notes))
+    if overall or not group:
+        matrices, _, notes = common_matrices(values)
+        cells += [(ALL_DOMAINS, alg, matrix, notes[alg]) for alg, matrix in matrices.items()]
+    rows = []
+    for domain, alg, matrix, notes in cells:
+        if matrix.size == 0:
+            continue
+        result = aggregate_with_ci(matrix, names, reps, seed, confidence, engine)
+        for metric in names:
+            value, low, high = result[metric]
+            rows.append({"algorithm": alg, "domain": domain, "metric": metric, "value": value, "low": low,
+                         "high": high, "n_tasks": matrix.shape[1], "n_runs": matrix.size, "notes": "; ".join(notes)})
     return pd.DataFrame(rows, columns=["algorithm", "domain", "metric", "value", "low", "high", "n_tasks", "n_runs",
                                        "notes"])
 
@@ -152,18 +155,42 @@ def _common_tasks(values: pd.DataFrame) -> list[str]:
     return sorted(set.intersection(*sets)) if sets else []
 
 
+def common_matrices(values: pd.DataFrame) -> tuple[dict[str, np.ndarray], list[str], dict[str, list[str]]]:
+    """Score matrices of every algorithm on one shared task set, for comparisons that must be like with like.
+
+    The shared set is the tasks every algorithm has *with its usual run count* (:func:`score_matrix`'s rule per
+    algorithm), so one task with a short seed does not cut every task down to one run. Returns (matrices, tasks,
+    notes per algorithm).
+    """
+    kept: dict[str, set] = {}
+    notes: dict[str, list[str]] = {}
+    common = _common_tasks(values)
+    frame = values[values["task"].isin(common)]
+    for alg, g in frame.groupby("algorithm"):
+        _, tasks, alg_notes = score_matrix(g)
+        kept[alg], notes[alg] = set(tasks), alg_notes
+    shared = sorted(set.intersection(*kept.values())) if kept else []
+    matrices = {}
+    for alg, g in frame.groupby("algorithm"):
+        matrices[alg] = score_matrix(g[g["task"].isin(shared)], shared)[0]
+        dropped = sorted(set(common) - set(shared) - (set(common) - kept[alg]))
+        if dropped:
+            notes[alg].append(f"left out as another algorithm lacks full runs: {', '.join(dropped)}")
+    return matrices, shared, notes
+
+
 def performance_profiles(values: pd.DataFrame, taus: np.ndarray | None = None, reps: int = 2000,
                          seed: int = 0, confidence: float = 0.95) -> pd.DataFrame:
     """Score distributions: the fraction of runs with score > τ, with CIs (``algorithm, tau, fraction, low, high``).
 
-    Taken on the tasks all algorithms share (rliable's ``score_distributions``, stratified bootstrap).
+    Taken on the tasks all algorithms share (:func:`common_matrices`; rliable's ``score_distributions``, stratified
+    bootstrap).
     """
     taus = np.linspace(0.0, SCORE_MAX, 101) if taus is None else np.asarray(taus, dtype=float)
-    common = _common_tasks(values)
+    matrices, common, _ = common_matrices(values)
     rng = np.random.default_rng(seed)
     rows = []
-    for alg, g in values[values["task"].isin(common)].groupby("algorithm"):
-        matrix = score_matrix(g, common)[0]
+    for alg, matrix in matrices.items():
         point = rly.score_distributions(matrix, taus)
         boot = np.sort(stratified_bootstrap(matrix, reps, rng).reshape(reps, -1), axis=1)
         fractions = 1.0 - np.stack([np.searchsorted(b, taus, side="right") for b in boot]) / boot.shape[1]
@@ -185,7 +212,7 @@ def probability_of_improvement(values: pd.DataFrame, candidate: str, baselines: 
                                engine: str = "numpy") -> pd.DataFrame:
     """P(candidate > baseline): the chance a random run of ``candidate`` beats one of the baseline on a random task.
 
-    Per pair on the tasks both have; point estimate is rliable's ``probability_of_improvement`` (Mann-Whitney U per
+    Per pair on the tasks both have (:func:`common_matrices`); point estimate is rliable's ``probability_of_improvement`` (Mann-Whitney U per
     task), the CI an independent stratified bootstrap of both. Returns ``algorithm, baseline, value, low, high,
     n_tasks``.
     """
@@ -198,11 +225,10 @@ def probability_of_improvement(values: pd.DataFrame, candidate: str, baselines: 
     for i, base in enumerate(baselines):
         if base not in algorithms:
             raise ValueError(f"baseline {base!r} has no runs; algorithms present: {algorithms}")
-        common = _common_tasks(values[values["algorithm"].isin([candidate, base])])
+        matrices, common, _ = common_matrices(values[values["algorithm"].isin([candidate, base])])
         if not common:
             continue
-        x = score_matrix(values[(values["algorithm"] == candidate) & values["task"].isin(common)], common)[0]
-        y = score_matrix(values[(values["algorithm"] == base) & values["task"].isin(common)], common)[0]
+        x, y = matrices[candidate], matrices[base]
         if engine == "rliable":
             points, intervals = rly.get_interval_estimates(
                 {"p": (x, y)}, lambda a, b: np.array([rl_metrics.probability_of_improvement(a, b)]), reps=reps,

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from algorithms.common.runfiles import atomic_write_text as _atomic_write_text
 from analysis.figures import DOMAIN_ORDER, display_name, ordered
 
 PER_DOMAIN_COLUMNS = ["algorithm", "domain", "n_tasks", "step", "mean", "mean_low", "mean_high", "iqm", "iqm_low",
@@ -148,24 +147,22 @@ def to_latex(df: pd.DataFrame, caption: str = "", label: str = "", floatfmt: str
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` atomically (the run files' writer: temporary sibling, fsync, rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    _atomic_write_text(path, text)
     return path
 
 
-def write_table(df: pd.DataFrame, path_stem: str | Path, caption: str = "", formats=("csv", "md", "tex")) -> list[Path]:
-    """``stem.csv`` (full precision), ``stem.md`` and ``stem.tex`` (rounded), each written atomically."""
+def write_table(df: pd.DataFrame, path_stem: str | Path, caption: str = "", formats=("csv", "md", "tex"),
+                floatfmt: str = ".1f") -> list[Path]:
+    """``stem.csv`` (full precision), ``stem.md`` and ``stem.tex`` (``floatfmt``), each written atomically."""
     stem = Path(path_stem)
     written = []
     if "csv" in formats:
         written.append(atomic_write_text(stem.with_suffix(".csv"), df.to_csv(index=False)))
     if "md" in formats:
         written.append(atomic_write_text(stem.with_suffix(".md"), (f"{caption}\n\n" if caption else "")
-                                         + to_markdown(df)))
+                                         + to_markdown(df, floatfmt)))
     if "tex" in formats:
-        written.append(atomic_write_text(stem.with_suffix(".tex"), to_latex(df, caption, f"tab:{stem.name}")))
+        written.append(atomic_write_text(stem.with_suffix(".tex"), to_latex(df, caption, f"tab:{stem.name}", floatfmt)))
     return written
