@@ -166,8 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from algorithms.common.config import ConfigError
     from algorithms.common.checkpoint import CheckpointError
+    from algorithms.common.config import ConfigError
     from algorithms.common.trainer import NonFiniteLossError, RunError, RunInterrupted
     from analysis.load import AnalysisInputError
     from envs import SuiteNotInstalledError, UnknownTaskError

@@ -7,8 +7,8 @@ workflow alike; :func:`save` writes them. Colours are fixed per algorithm so eve
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 import numpy as np
 import pandas as pd

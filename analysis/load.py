@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -46,7 +46,7 @@ class RunSet:
     train: pd.DataFrame = field(default_factory=pd.DataFrame)
     problems: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=PROBLEM_COLUMNS))
 
-    def __add__(self, other: "RunSet") -> "RunSet":
+    def __add__(self, other: RunSet) -> RunSet:
         return RunSet(_concat([self.evals, other.evals], EVAL_COLUMNS), _concat([self.runs, other.runs]),
                       _concat([self.train, other.train]), _concat([self.problems, other.problems], PROBLEM_COLUMNS))
 

@@ -23,7 +23,14 @@ import pandas as pd
 from analysis import figures as F
 from analysis import stats as S
 from analysis import tables as T
-from analysis.load import AnalysisInputError, RunSet, align, load_published, load_runs, values_at
+from analysis.load import (
+    AnalysisInputError,
+    RunSet,
+    align,
+    load_published,
+    load_runs,
+    values_at,
+)
 
 PUBLISHED_SUFFIX = " (published)"
 # The paper's ablations (fig. 8-10): config key → axis label. Both energy weights are listed because the released
@@ -180,8 +187,8 @@ def _slug(text: str) -> str:
 def _summary(evals: pd.DataFrame, problems: pd.DataFrame, dropped: pd.DataFrame, per_domain: pd.DataFrame,
              written: list[Path], out: Path) -> str:
     lines = ["# Analysis summary", "",
-             f"Read {evals.groupby(['algorithm', 'task', 'seed']).ngroups} runs of "
-             f"{evals['algorithm'].nunique()} algorithm(s) on {evals['task'].nunique()} task(s).", "",
+             (f"Read {evals.groupby(['algorithm', 'task', 'seed']).ngroups} runs of "
+             f"{evals['algorithm'].nunique()} algorithm(s) on {evals['task'].nunique()} task(s)."), "",
              "## Per-domain normalised score", "", T.to_markdown(T.paper_domain_table(per_domain)), "",
              "## Problems", ""]
     if problems.empty:

@@ -8,8 +8,8 @@ seeded for reproducibility; intervals are percentile 95 % CIs unless asked other
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from functools import partial
-from typing import Callable, Iterable
 
 import numpy as np
 import pandas as pd

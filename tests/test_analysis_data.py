@@ -17,8 +17,16 @@ import yaml
 from rliable import metrics as rl_metrics
 
 from analysis import stats
-from analysis.load import (EVAL_COLUMNS, PROBLEM_COLUMNS, AnalysisInputError, align, default_grid, load_published,
-                           load_runs, values_at)
+from analysis.load import (
+    EVAL_COLUMNS,
+    PROBLEM_COLUMNS,
+    AnalysisInputError,
+    align,
+    default_grid,
+    load_published,
+    load_runs,
+    values_at,
+)
 from envs.registry import TASKS
 
 REPS = 300  # bootstrap replicates in tests (the library default is 2000)
@@ -615,7 +623,7 @@ def test_interval_estimates_overall_uses_common_tasks():
 def test_engines_agree(metric):
     scores = np.random.default_rng(0).exponential(1.0, size=(10, 10)) * np.linspace(10, 100, 10)  # skewed tasks
     values = score_values({"alg": scores})
-    kw = dict(metrics=[metric], reps=500, seed=3, overall=False)
+    kw = {"metrics": [metric], "reps": 500, "seed": 3, "overall": False}
     fast = stats.interval_estimates(values, engine="numpy", **kw).iloc[0]
     ref = stats.interval_estimates(values, engine="rliable", **kw).iloc[0]
     assert fast["value"] == pytest.approx(ref["value"], rel=1e-12)
