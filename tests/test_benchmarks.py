@@ -92,3 +92,14 @@ def test_mbdpo_step():
     names = {r["metric"] for r in records}
     assert {"ms_per_update", "act_ms", "update_ratio", "act_ratio", "act_ms_vs_T", "act_ms_vs_N"} <= names
     assert {r["algo"] for r in records if r["metric"] == "act_ms"} == {"mbdpo", "tdmpc2"}
+
+
+def test_analysis_stats():
+    records = run_benchmark("analysis_stats.py", "--reps", "50", "--tasks", "12", "--points", "5")
+    by_metric = {r["metric"]: r for r in records}
+    assert {"interval_estimates_s", "performance_profiles_s", "probability_of_improvement_s", "align_s",
+            "sample_efficiency_curves_s", "total_s", "interval_estimates_rliable_over_numpy"} <= set(by_metric)
+    total = by_metric["total_s"]
+    assert total["goal"] == 60.0 and total["meets_goal"] == (total["value"] <= 60.0) and total["reps"] == 50
+    # both engines share rliable's point estimates exactly
+    assert by_metric["interval_estimates_rliable_over_numpy"]["max_point_diff"] == 0.0
