@@ -20,6 +20,8 @@ from algorithms.common.runfiles import atomic_write
 DOMAIN_ORDER = ("DMControl", "MetaWorld", "ManiSkill2", "MyoSuite", "Visual RL", "All")
 ALGORITHM_ORDER = ("mbdpo", "tdmpc2", "dreamerv3", "sac", "tdmpc")
 DISPLAY_NAMES = {"mbdpo": "MBDPO", "tdmpc2": "TD-MPC2", "dreamerv3": "DreamerV3", "sac": "SAC", "tdmpc": "TD-MPC"}
+DIAGNOSTIC_NAMES = {"cross_td_error": "cross-TD error", "td_error": "TD error",
+                    "policy_drift": "policy drift (log-ratio, planner vs policy)", "mean_drift": "mean action drift"}
 METRIC_NAMES = {"iqm": "IQM", "mean": "Mean", "median": "Median", "optimality_gap": "Optimality gap"}
 
 
@@ -224,7 +226,7 @@ def diagnostics_curves(train: pd.DataFrame, columns: Iterable[str] = ("cross_td_
     fig, axes = _grid(len(columns), len(columns), size=(4.2, 3.0))
     palette = colors(train["algorithm"])
     for ax, column in zip(axes, columns):
-        ax.set_title(column.replace("_", " "))
+        ax.set_title(DIAGNOSTIC_NAMES.get(column, column.replace("_", " ")))
         ax.set_xlabel("environment steps")
         _millions(ax)
         ax.grid(alpha=0.3)
@@ -270,6 +272,9 @@ def scaling_plot(scaling: pd.DataFrame) -> Figure:
                         ls=styles[i % len(styles)], marker="o", capsize=3,
                         label=f"{display_name(alg)}, {task_set} tasks")
     ax.set_xscale("log")
+    ticks = sorted(scaling["params"].unique())
+    ax.set_xticks(ticks, [f"{p / 1e6:g}M" for p in ticks])
+    ax.minorticks_off()
     ax.set_xlabel("world-model parameters")
     ax.set_ylabel("normalised score")
     ax.set_title("Scaling")
@@ -329,9 +334,10 @@ def ablation_plot(values: pd.DataFrame, parameter: str, label: str | None = None
     positions = np.arange(len(stats))
     ax.bar(positions, stats["mean"], yerr=stats["std"], capsize=4, color=sns.color_palette("tab10")[0], alpha=0.8)
     ax.set_xticks(positions, [f"{v:g}" if isinstance(v, (int, float, np.number)) else str(v) for v in stats.index])
-    for name, level in (reference or {}).items():
-        ax.axhline(level, color="grey", ls="--", lw=1)
-        ax.text(positions[-1] + 0.4, level, name, va="bottom", ha="right", fontsize=8, color="grey")
+    for i, (name, level) in enumerate((reference or {}).items()):
+        ax.axhline(level, color=sns.color_palette("tab10")[1 + i], ls="--", lw=1.2, label=name)
+    if reference:
+        ax.legend(frameon=False, loc="lower right")
     ax.set_xlabel(label or parameter)
     ax.set_ylabel("normalised score")
     ax.set_title(f"Ablation: {label or parameter} ({sub['task'].nunique()} tasks)")
@@ -345,14 +351,15 @@ def task_embedding_figure(embedding: pd.DataFrame, highlight: Iterable[str] = ()
     """Fig. 23: 2-D t-SNE of task embeddings (``task, domain, x, y``), one marker per domain, ``highlight`` circled."""
     fig = Figure(figsize=(6, 5), layout="constrained")
     ax = fig.subplots()
-    markers = {"MetaWorld": "o", "DMControl": "s"}
-    palette = dict(zip(_domains(embedding["domain"]), sns.color_palette("Set1")))
+    markers = {"MetaWorld": "o", "DMControl": "s"}  # the paper's: red circles MetaWorld, blue squares DMControl
+    palette = dict(zip(_domains(embedding["domain"]), sns.color_palette("Set2")))
+    palette.update({d: c for d, c in (("MetaWorld", "tab:red"), ("DMControl", "tab:blue")) if d in palette})
     for domain, sub in embedding.groupby("domain"):
         ax.scatter(sub["x"], sub["y"], marker=markers.get(domain, "^"), color=palette[domain], label=domain, s=28)
     for task in highlight:
         row = embedding[embedding["task"] == task]
         if not row.empty:
-            ax.scatter(row["x"], row["y"], s=260, facecolors="none", edgecolors="red", lw=1.5)
+            ax.scatter(row["x"], row["y"], s=260, facecolors="none", edgecolors="black", lw=1.5)
             ax.annotate(task, (row["x"].iloc[0], row["y"].iloc[0]), textcoords="offset points", xytext=(8, 8))
     ax.set_xticks([])
     ax.set_yticks([])

@@ -167,15 +167,17 @@ def ablation_values(values: pd.DataFrame, runs: pd.DataFrame, parameter: str, al
 
 def scaling_values(values: pd.DataFrame, runs: pd.DataFrame, size_key: str = "agent.model_size",
                    task_set_key: str = "task_set") -> pd.DataFrame:
-    """Fig. 6's input from runs: ``algorithm, params, task_set, score`` (params parsed from preset names such as
-    ``1.7M``; ``task_set`` from the config key, or 1 for single-task runs)."""
-    if size_key not in runs.columns:
+    """Fig. 6's input from multi-task runs: ``algorithm, params, task_set, score`` (params parsed from preset names
+    such as ``1.7M``; ``task_set`` from the config key, e.g. 30 or 80). Runs without the key are not scaling runs."""
+    if size_key not in runs.columns or task_set_key not in runs.columns:
         return pd.DataFrame(columns=["algorithm", "params", "task_set", "score"])
-    frame = with_run_config(values, runs, [size_key, task_set_key])
+    frame = with_run_config(values, runs, [size_key, task_set_key]).dropna(subset=[size_key, task_set_key])
     sizes = frame[size_key].astype(str).str.upper()
     mult = sizes.str[-1].map({"K": 1e3, "M": 1e6, "B": 1e9}).fillna(1.0)
     params = pd.to_numeric(sizes.str.rstrip("KMB"), errors="coerce") * mult
-    task_set = frame[task_set_key] if task_set_key in frame.columns else 1
+    task_set = frame[task_set_key]
+    if pd.api.types.is_numeric_dtype(task_set):
+        task_set = task_set.astype(int)
     return pd.DataFrame({"algorithm": frame["algo"], "params": params, "task_set": task_set,
                          "score": frame["score"]}).dropna(subset=["params"])
 

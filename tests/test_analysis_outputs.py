@@ -162,7 +162,9 @@ def test_ablation_scaling_inputs_from_runs(tmp_path):
     other = synthetic.curves(["mbdpo"], ["cheetah-run"], seeds=(1,), points=3)
     synthetic.write_runs(tmp_path / "runs", other, agent={"diffusion_steps": 20})
     for size in ("1.7M", "6M"):
-        synthetic.write_runs(tmp_path / "runs", base, agent={"model_size": size}, name_of={"mbdpo": f"mbdpo-{size}"})
+        for task_set in (30, 80):
+            synthetic.write_runs(tmp_path / "runs", base, agent={"model_size": size, "task_set": task_set},
+                                 name_of={"mbdpo": f"mbdpo-{size}-{task_set}"})
     data = load_runs(tmp_path / "runs")
     values, _ = values_at(data.evals)
     ablation = ablation_values(values, data.runs, "agent.diffusion_steps")
@@ -172,9 +174,10 @@ def test_ablation_scaling_inputs_from_runs(tmp_path):
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["5", "10", "20"]
     with pytest.raises(ValueError, match="agent.nope"):
         F.ablation_plot(ablation, "agent.nope")
-    scaling = scaling_values(values, data.runs)
-    assert sorted(scaling["params"].unique()) == [1.7e6, 6e6]
-    table = T.scaling_table(scaling.assign(task_set=np.where(scaling.index % 2, 30, 80)))
+    assert scaling_values(values, data.runs).empty  # no task-set key: single-task runs are not scaling runs
+    scaling = scaling_values(values, data.runs, task_set_key="agent.task_set")
+    assert sorted(scaling["params"].unique()) == [1.7e6, 6e6] and len(scaling) == 2 * 2 * 2 * 2
+    table = T.scaling_table(scaling)
     assert list(table.columns) == ["algorithm", "params", "30 tasks", "80 tasks", "80/30"]
     assert table["80/30"].to_numpy() == pytest.approx((table["80 tasks"] / table["30 tasks"]).to_numpy())
     assert isinstance(F.scaling_plot(scaling), Figure)
