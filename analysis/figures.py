@@ -199,9 +199,11 @@ def per_task_curves(aligned: pd.DataFrame, tasks: Iterable[str] | None = None, n
         sub = aligned[aligned["task"] == task]
         for alg in ordered(sub["algorithm"]):
             stats = sub[sub["algorithm"] == alg].groupby("step")[value].agg(["mean", "std"]).fillna(0.0)
+            low, high = stats["mean"] - stats["std"], stats["mean"] + stats["std"]
+            if value == "score":  # a ±std band must not leave the 0-100 scale
+                low, high = low.clip(0, 100), high.clip(0, 100)
             ax.plot(stats.index, stats["mean"], color=palette[alg], label=display_name(alg), lw=1.3)
-            ax.fill_between(stats.index, stats["mean"] - stats["std"], stats["mean"] + stats["std"],
-                            color=palette[alg], alpha=0.2, lw=0)
+            ax.fill_between(stats.index, low, high, color=palette[alg], alpha=0.2, lw=0)
         ax.set_title(task, fontsize=9)
         ax.tick_params(labelsize=7)
         _millions(ax)
