@@ -7,6 +7,7 @@ workflow alike; :func:`save` writes them. Colours are fixed per algorithm so eve
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -41,9 +42,22 @@ def ordered(algorithms: Iterable[str]) -> list[str]:
 
 
 def colors(algorithms: Iterable[str]) -> dict[str, tuple]:
-    algs = ordered(algorithms)
-    palette = sns.color_palette("tab10", n_colors=max(10, len(algs)))
-    return {a: palette[i] for i, a in enumerate(algs)}
+    """A colour per algorithm that does not depend on which others are drawn: the paper's five have fixed
+    colours, released copies (``… (published)``) a lighter shade of theirs, variants one chosen by name."""
+    palette = sns.color_palette("tab10", n_colors=10)
+    spare = palette[len(ALGORITHM_ORDER):]
+    out = {}
+    for alg in set(algorithms):
+        head = alg.split(" ")[0]
+        base = head.split("@")[0]
+        if head == alg and base == head and base in ALGORITHM_ORDER:
+            color = palette[ALGORITHM_ORDER.index(base)]
+        elif base in ALGORITHM_ORDER and head == base:  # "mbdpo (published)"
+            color = tuple(0.55 * c + 0.45 for c in palette[ALGORITHM_ORDER.index(base)])
+        else:
+            color = spare[zlib.crc32(alg.encode()) % len(spare)]
+        out[alg] = color
+    return out
 
 
 def _domains(values: Iterable[str]) -> list[str]:
@@ -135,7 +149,7 @@ def interval_plot(intervals: pd.DataFrame, domain: str = "All") -> Figure:
                 continue
             r = row.iloc[0]
             ax.barh(y, r["high"] - r["low"], left=r["low"], height=0.6, color=palette[alg], alpha=0.75)
-            ax.vlines(r["value"], y - 0.3, y + 0.3, color="black", lw=1.2)
+            ax.plot(r["value"], y, marker="o", ms=5, color=palette[alg], mec="black", clip_on=False)
         ax.set_yticks(range(len(algs)), [display_name(a) for a in algs] if ax is axes[0] else [""] * len(algs))
         ax.set_title(METRIC_NAMES[metric])
         ax.set_xlabel("normalised score")
@@ -176,11 +190,11 @@ def probability_of_improvement_plot(poi: pd.DataFrame) -> Figure:
     for y, base in enumerate(baselines):
         r = poi[poi["baseline"] == base].iloc[0]
         ax.barh(y, r["high"] - r["low"], left=r["low"], height=0.6, color=palette[base], alpha=0.75)
-        ax.vlines(r["value"], y - 0.3, y + 0.3, color="black", lw=1.2)
+        ax.plot(r["value"], y, marker="o", ms=5, color=palette[base], mec="black", clip_on=False)
     ax.axvline(0.5, color="grey", ls="--", lw=1)
     candidate = display_name(poi["algorithm"].iloc[0])
     ax.set_yticks(range(len(baselines)), [f"{candidate} vs {display_name(b)}" for b in baselines])
-    ax.set_xlim(0, 1)
+    ax.set_xlim(0, 1.02)
     ax.set_xlabel(f"P({candidate} > baseline)")
     ax.set_title("Probability of improvement")
     ax.grid(axis="x", alpha=0.3)

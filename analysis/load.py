@@ -103,7 +103,7 @@ def load_runs(root: str | Path, expected: Iterable[tuple[str, str, int]] | None 
     A run is identified by its folder; its algorithm label is the run name (the algorithm or an explicit
     ``name=`` of a variant). Seeds of one (name, task) whose ``config_hash`` differ are never averaged: they are
     relabelled ``name@hash`` and the split is reported. Runs listed in ``expected`` (name, task, seed) but absent
-    — or, without ``expected``, holes in the name × task × seed grid that was found — are reported as ``missing``; unreadable files as
+    — or, without ``expected``, holes in each name's own task × seed grid — are reported as ``missing``; unreadable files as
     ``corrupt`` with their path. ``runs`` holds one row per run (status, config hash, wall time, flattened config
     keys ``agent.*``); ``train`` the train.csv rows (with ``algorithm, task, domain, seed``) when ``train_logs``.
     """
@@ -179,7 +179,7 @@ def load_runs(root: str | Path, expected: Iterable[tuple[str, str, int]] | None 
                 frame["algorithm"] = [relabel.get(k, a) for k, a in zip(key, frame["algorithm"])]
     if not train_df.empty:
         train_df["domain"] = train_df["task"].map(lambda t: TASKS[t].domain)
-    problems += _missing_runs(evals_df, expected, source_root=root)
+    problems += _missing_runs(evals_df, expected, source_root=root, across_algorithms=False)
     return RunSet(evals_df, runs_df, train_df, pd.DataFrame(problems, columns=PROBLEM_COLUMNS))
 
 
@@ -200,8 +200,10 @@ def _split_mixed_configs(runs: pd.DataFrame, problems: list[dict]) -> dict[tuple
 
 
 def _missing_runs(evals: pd.DataFrame, expected: Iterable[tuple[str, str, int]] | None,
-                  source_root: Path) -> list[dict]:
-    """Holes: (algorithm, task, seed) of ``expected``, or of each algorithm's tasks-found × its seeds, without data."""
+                  source_root: Path, across_algorithms: bool) -> list[dict]:
+    """Holes: (algorithm, task, seed) of ``expected`` without data; without ``expected``, holes in each algorithm's
+    tasks × seeds grid, where the tasks are the algorithm's own (our runs: variants often cover a few tasks) or,
+    ``across_algorithms``, every task any algorithm has (released curves: one fixed grid)."""
     if evals.empty:
         have: set = set()
     else:
@@ -209,9 +211,10 @@ def _missing_runs(evals: pd.DataFrame, expected: Iterable[tuple[str, str, int]] 
     if expected is None:
         if evals.empty:
             return []
-        tasks = sorted(evals["task"].unique())
+        all_tasks = sorted(evals["task"].unique())
         expected = [(alg, task, seed) for alg, group in evals.groupby("algorithm")
-                    for task in tasks for seed in sorted(group["seed"].unique())]
+                    for task in (all_tasks if across_algorithms else sorted(group["task"].unique()))
+                    for seed in sorted(group["seed"].unique())]
     return [_problem("missing", source_root / alg / task / str(seed), "no evaluations for this run", alg, task,
                      int(seed))
             for alg, task, seed in expected if (alg, task, int(seed)) not in have]
@@ -289,7 +292,7 @@ def load_published(root: str | Path, algorithms: Iterable[str] | None = None) ->
         raise AnalysisInputError(f"no released curves found under {str(root)!r}"
                                  + (f" for algorithms {sorted(wanted)}" if wanted else ""))
     evals = _with_task_columns(evals)[EVAL_COLUMNS]
-    problems += _missing_runs(evals, None, source_root=root)
+    problems += _missing_runs(evals, None, source_root=root, across_algorithms=True)
     return RunSet(evals, problems=pd.DataFrame(problems, columns=PROBLEM_COLUMNS))
 
 

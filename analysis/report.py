@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from analysis import figures as F
@@ -64,9 +65,13 @@ def gather(runs: str | Path | None = None, published: str | Path | None = None,
             for frame in (pub.evals, pub.problems):
                 frame["algorithm"] = frame["algorithm"].astype(str) + PUBLISHED_SUFFIX
         result = result + pub if runs is not None else pub
-    if algorithms is not None and not result.evals.empty:
-        keep = result.evals["algorithm"].str.replace(PUBLISHED_SUFFIX, "", regex=False).str.split("@").str[0]
-        result.evals = result.evals[keep.isin(algorithms)]
+    if algorithms is not None:
+        for name in ("evals", "runs", "train", "problems"):
+            frame = getattr(result, name)
+            if frame.empty or "algorithm" not in frame.columns:
+                continue
+            base = frame["algorithm"].astype(str).str.replace(PUBLISHED_SUFFIX, "", regex=False).str.split("@").str[0]
+            setattr(result, name, frame[base.isin(algorithms)].reset_index(drop=True))
     if result.evals.empty:
         raise AnalysisInputError(f"no evaluations found (runs={runs}, published={published}"
                                  + (f", algorithms={algorithms}" if algorithms else "") + ")")
@@ -153,13 +158,31 @@ def with_run_config(values: pd.DataFrame, runs: pd.DataFrame, keys: list[str]) -
     return joined.merge(config, on="run_dir", how="inner")
 
 
+def _varied_alone(runs: pd.DataFrame, parameter: str, algo: str) -> pd.DataFrame:
+    """Runs of ``algo`` whose ``agent.*`` config equals the most common one in every key but ``parameter``.
+
+    Run configs list every hyper-parameter, so "the runs that vary T" must be told apart from those that vary η or
+    the model size: a sweep varies one key around the defaults, and the defaults are the most common values.
+    """
+    sub = runs[runs["algo"] == algo]
+    keys = [c for c in sub.columns if c.startswith("agent.") and c != parameter]
+    if sub.empty:
+        return sub
+    reference = {k: sub[k].mode(dropna=False).iloc[0] if sub[k].notna().any() else np.nan for k in keys}
+    same = pd.Series(True, index=sub.index)
+    for k, ref in reference.items():
+        same &= sub[k].isna() if pd.isna(ref) else (sub[k] == ref)
+    return sub[same]
+
+
 def ablation_values(values: pd.DataFrame, runs: pd.DataFrame, parameter: str, algo: str = "mbdpo") -> pd.DataFrame:
-    """Runs of ``algo`` for an ablation of ``parameter``: only tasks that have runs at every value of it, so a
-    default-valued run of the main grid on another task does not weigh on one bar."""
+    """Runs of ``algo`` for an ablation of ``parameter``: runs that differ from the common config in that key alone,
+    on the tasks that have runs at every value of it (so a default-valued run of the main grid on another task does
+    not weigh on one bar)."""
     if parameter not in runs.columns:
         return pd.DataFrame(columns=[*values.columns, parameter])
-    frame = with_run_config(values, runs, [parameter])
-    frame = frame[(frame["algo"] == algo) & frame[parameter].notna()]
+    frame = with_run_config(values, _varied_alone(runs, parameter, algo), [parameter])
+    frame = frame[frame[parameter].notna()]
     n_values = frame[parameter].nunique()
     complete = frame.groupby("task")[parameter].nunique()
     return frame[frame["task"].isin(complete[complete == n_values].index)]
@@ -167,17 +190,25 @@ def ablation_values(values: pd.DataFrame, runs: pd.DataFrame, parameter: str, al
 
 def scaling_values(values: pd.DataFrame, runs: pd.DataFrame, size_key: str = "agent.model_size",
                    task_set_key: str = "task_set") -> pd.DataFrame:
-    """Fig. 6's input from multi-task runs: ``algorithm, params, task_set, score`` (params parsed from preset names
-    such as ``1.7M``; ``task_set`` from the config key, e.g. 30 or 80). Runs without the key are not scaling runs."""
-    if size_key not in runs.columns or task_set_key not in runs.columns:
+    """Fig. 6's input: ``algorithm, params, task_set, score`` per run (params parsed from preset names such as
+    ``1.7M``), for every algorithm's runs that differ from its common config in the model size alone.
+
+    ``task_set`` comes from ``task_set_key`` (multi-task runs: 30, 80; the offline issue defines that key); runs
+    without it are single-task runs, labelled ``"single-task"`` (a model-size sweep of online runs)."""
+    if size_key not in runs.columns:
         return pd.DataFrame(columns=["algorithm", "params", "task_set", "score"])
-    frame = with_run_config(values, runs, [size_key, task_set_key]).dropna(subset=[size_key, task_set_key])
+    keep = pd.concat([_varied_alone(runs.drop(columns=[task_set_key], errors="ignore"), size_key, algo)
+                      for algo in runs["algo"].unique()])
+    keep = runs.loc[keep.index]
+    frame = with_run_config(values, keep, [size_key, task_set_key]).dropna(subset=[size_key])
     sizes = frame[size_key].astype(str).str.upper()
     mult = sizes.str[-1].map({"K": 1e3, "M": 1e6, "B": 1e9}).fillna(1.0)
     params = pd.to_numeric(sizes.str.rstrip("KMB"), errors="coerce") * mult
-    task_set = frame[task_set_key]
-    if pd.api.types.is_numeric_dtype(task_set):
-        task_set = task_set.astype(int)
+    if task_set_key in frame.columns:
+        task_set = frame[task_set_key].map(lambda v: "single-task" if pd.isna(v) else
+                                           int(v) if isinstance(v, float) and v.is_integer() else v)
+    else:
+        task_set = "single-task"
     return pd.DataFrame({"algorithm": frame["algo"], "params": params, "task_set": task_set,
                          "score": frame["score"]}).dropna(subset=["params"])
 

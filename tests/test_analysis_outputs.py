@@ -155,29 +155,37 @@ def test_diagnostics_figure_and_missing_columns(grid, tmp_path):
 def test_ablation_scaling_inputs_from_runs(tmp_path):
     from analysis.load import load_runs, values_at
 
+    # run configs list every hyper-parameter, as the trainer writes them
+    default = {"model_size": "1.7M", "diffusion_steps": 20, "eta": 0.01}
     base = synthetic.curves(["mbdpo"], ["cartpole-balance", "walker-walk"], seeds=(1, 2), points=3)
-    for t in (5, 10, 20):
-        synthetic.write_runs(tmp_path / "runs", base, agent={"diffusion_steps": t}, name_of={"mbdpo": f"mbdpo-T{t}"})
+    synthetic.write_runs(tmp_path / "runs", base, agent=default)  # the main grid's runs at the defaults
+    for t in (5, 10):
+        synthetic.write_runs(tmp_path / "runs", base, agent={**default, "diffusion_steps": t},
+                             name_of={"mbdpo": f"mbdpo-T{t}"})
     # a main-grid run on a task outside the sweep must not weigh on the default bar
-    other = synthetic.curves(["mbdpo"], ["cheetah-run"], seeds=(1,), points=3)
-    synthetic.write_runs(tmp_path / "runs", other, agent={"diffusion_steps": 20})
-    for size in ("1.7M", "6M"):
-        for task_set in (30, 80):
-            synthetic.write_runs(tmp_path / "runs", base, agent={"model_size": size, "task_set": task_set},
-                                 name_of={"mbdpo": f"mbdpo-{size}-{task_set}"})
+    synthetic.write_runs(tmp_path / "runs", synthetic.curves(["mbdpo"], ["cheetah-run"], seeds=(1,), points=3),
+                         agent=default)
+    for size in ("6M", "21M"):  # a model-size sweep: must not leak into the T = 20 bar
+        synthetic.write_runs(tmp_path / "runs", base, agent={**default, "model_size": size},
+                             name_of={"mbdpo": f"mbdpo-{size}"})
     data = load_runs(tmp_path / "runs")
+    # holes are judged in each name's own task × seed grid: only the main grid's cheetah-run lacks seed 2
+    assert list(data.problems[["kind", "algorithm", "task", "seed"]].itertuples(index=False, name=None)) == \
+        [("missing", "mbdpo", "cheetah-run", 2)]
     values, _ = values_at(data.evals)
     ablation = ablation_values(values, data.runs, "agent.diffusion_steps")
     assert sorted(ablation["agent.diffusion_steps"].unique()) == [5, 10, 20]
     assert set(ablation["task"]) == {"cartpole-balance", "walker-walk"} and len(ablation) == 3 * 2 * 2
+    assert set(ablation["algorithm"]) == {"mbdpo", "mbdpo-T5", "mbdpo-T10"}
     fig = F.ablation_plot(ablation, "agent.diffusion_steps", "diffusion steps T", reference={"TD-MPC2": 50.0})
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["5", "10", "20"]
     with pytest.raises(ValueError, match="agent.nope"):
         F.ablation_plot(ablation, "agent.nope")
-    assert scaling_values(values, data.runs).empty  # no task-set key: single-task runs are not scaling runs
-    scaling = scaling_values(values, data.runs, task_set_key="agent.task_set")
-    assert sorted(scaling["params"].unique()) == [1.7e6, 6e6] and len(scaling) == 2 * 2 * 2 * 2
-    table = T.scaling_table(scaling)
+    scaling = scaling_values(values, data.runs)  # online runs: a single-task model-size sweep
+    assert sorted(scaling["params"].unique()) == [1.7e6, 6e6, 21e6] and set(scaling["task_set"]) == {"single-task"}
+    assert len(scaling) == 3 * 2 * 2 + 1  # T variants left out; the default cheetah-run run is a 1.7M point
+    multi = scaling.assign(task_set=np.where(np.arange(len(scaling)) % 2, 30, 80))
+    table = T.scaling_table(multi)
     assert list(table.columns) == ["algorithm", "params", "30 tasks", "80 tasks", "80/30"]
     assert table["80/30"].to_numpy() == pytest.approx((table["80 tasks"] / table["30 tasks"]).to_numpy())
     assert isinstance(F.scaling_plot(scaling), Figure)
@@ -250,3 +258,11 @@ def test_task_embedding_from_checkpoint(tmp_path):
         find_task_embedding({"model": {"_encoder.0.weight": torch.zeros(2, 2)}})
     with pytest.raises(FileNotFoundError, match="nope.pt"):
         load_task_embedding(tmp_path / "nope.pt")
+
+
+def test_colours_are_fixed_per_algorithm():
+    alone = F.colors(["sac"])["sac"]
+    together = F.colors(["mbdpo", "tdmpc2", "sac", "sac (published)", "mbdpo-T5"])
+    assert together["sac"] == alone and together["mbdpo"] != together["tdmpc2"]
+    assert together["sac (published)"] != alone and all(p >= c for p, c in zip(together["sac (published)"], alone))
+    assert F.colors(["mbdpo-T5"])["mbdpo-T5"] == together["mbdpo-T5"]
