@@ -50,15 +50,23 @@ class AnalysisResult:
 
 
 def gather(runs: str | Path | None = None, published: str | Path | None = None,
-           algorithms: list[str] | None = None) -> RunSet:
+           algorithms: list[str] | None = None, expected: list[tuple[str, str, int]] | None = None) -> RunSet:
     """Own runs and/or released curves in one :class:`RunSet`; with both, released ones are labelled
-    ``"<algorithm> (published)"`` so they are never averaged with ours."""
+    ``"<algorithm> (published)"`` so they are never averaged with ours. ``expected`` (name, task, seed) limits our
+    runs to those (a workflow config's grid; others in the folder are ignored) and reports the absent ones."""
     if runs is None and published is None:
         raise AnalysisInputError("nothing to analyse: give a runs directory (--runs) and/or released curves "
                                  "(--published)")
     result = RunSet(pd.DataFrame(columns=[]))
     if runs is not None:
-        result = load_runs(runs)
+        result = load_runs(runs, expected=expected)
+        if expected is not None:
+            wanted = {(n, t, int(s)) for n, t, s in expected}
+            for name in ("evals", "runs", "train"):
+                frame = getattr(result, name)
+                if not frame.empty:
+                    keys = zip(frame["algorithm"].str.split("@").str[0], frame["task"], frame["seed"].astype(int))
+                    setattr(result, name, frame[[k in wanted for k in keys]].reset_index(drop=True))
     if published is not None:
         pub = load_published(published, algorithms)
         if runs is not None:
@@ -80,10 +88,11 @@ def gather(runs: str | Path | None = None, published: str | Path | None = None,
 
 def analyze(out: str | Path, runs: str | Path | None = None, published: str | Path | None = None,
             at_step: int | None = None, algorithms: list[str] | None = None, candidate: str = "mbdpo",
-            reps: int = 2000, seed: int = 0, per_task: bool = True) -> AnalysisResult:
+            reps: int = 2000, seed: int = 0, per_task: bool = True,
+            expected: list[tuple[str, str, int]] | None = None) -> AnalysisResult:
     """Regenerate the tables and figures under ``out`` (see the module docstring for the layout)."""
     out = Path(out)
-    data = gather(runs, published, algorithms)
+    data = gather(runs, published, algorithms, expected)
     evals = data.evals
     written: list[Path] = []
     tables, figs = out / "tables", out / "figures"

@@ -1,0 +1,45 @@
+ANALYSIS = config.get("analysis") or {}
+ANALYSIS_OUT = ANALYSIS.get("out", f"{RESULTS}/analysis")
+RUNNABLE = [run for run in RUNS if run.key not in BLOCKED] if config.get("skip_blocked") else RUNS
+CAPTIONS = Path(workflow.basedir) / "report"
+
+
+rule analyze:
+    """rliable statistics, the paper's tables and figures, from the config's runs."""
+    input:
+        [run_marker(run) for run in RUNNABLE],
+    output:
+        table=report(f"{ANALYSIS_OUT}/tables/per_domain.csv", caption="../report/per_domain.rst",
+                     category="Tables"),
+        curves=report(f"{ANALYSIS_OUT}/figures/aggregate_curves.png", caption="../report/aggregate_curves.rst",
+                      category="Figures"),
+        intervals=report(f"{ANALYSIS_OUT}/figures/interval_estimates.png",
+                         caption="../report/interval_estimates.rst", category="Figures"),
+        profiles=report(f"{ANALYSIS_OUT}/figures/performance_profiles.png",
+                        caption="../report/performance_profiles.rst", category="Figures"),
+        diagnostics=report(f"{ANALYSIS_OUT}/figures/diagnostics.png", caption="../report/diagnostics.rst",
+                           category="Figures"),
+        timing=report(f"{ANALYSIS_OUT}/tables/training_time.csv", caption="../report/training_time.rst",
+                      category="Tables"),
+        summary=f"{ANALYSIS_OUT}/summary.md",
+    params:
+        out=ANALYSIS_OUT,
+        runs=f"{RESULTS}/runs",
+        published=ANALYSIS.get("published"),
+        at_step=ANALYSIS.get("at_step"),
+        candidate=ANALYSIS.get("candidate", "mbdpo"),
+        reps=ANALYSIS.get("reps", 2000),
+        seed=ANALYSIS.get("seed", 0),
+        per_task=ANALYSIS.get("per_task", True),
+        expected=[(run.name, run.task, run.seed) for run in RUNNABLE],
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    log:
+        f"{RESULTS}/logs/analyze.log",
+    script:
+        "../scripts/analyze.py"
+
+
+ALL_TARGETS = [rules.analyze.output.table]

@@ -1,0 +1,39 @@
+# Plan the config once, at parse time: every run, what cannot run on this machine, and a bad key or value stops
+# here, before any job starts.
+import plan as _plan
+
+try:
+    RUNS = _plan.expand(config)
+    if config.get("check_overrides", True):
+        _plan.check_overrides(RUNS)
+except _plan.PlanError as err:
+    raise WorkflowError(f"config error: {err}")
+
+RESULTS = config.get("results_dir", "results")
+USE_GPU = bool(config.get("gpu", False))
+THREADS = config.get("threads_per_run")
+RUN_BY_KEY = {run.key: run for run in RUNS}
+BLOCKED = {run.key: reason for run in RUNS if (reason := _plan.blocked(run))}
+
+if BLOCKED:
+    by_reason = {}
+    for key, reason in BLOCKED.items():
+        by_reason.setdefault(reason, []).append(key)
+    lines = [f"  {reason}: {len(keys)} run(s), e.g. {keys[0]}" for reason, keys in sorted(by_reason.items())]
+    logger.warning(f"{len(BLOCKED)} of {len(RUNS)} runs cannot run on this machine (their jobs stop before "
+                   "starting):\n" + "\n".join(lines))
+
+
+def run_marker(run):
+    return f"{RESULTS}/runs/{run.key}/{_plan.COMPLETE_MARKER}"
+
+
+def run_of(wildcards):
+    key = f"{wildcards.name}/{wildcards.task}/{wildcards.seed}"
+    if key not in RUN_BY_KEY:
+        raise WorkflowError(f"run {key} is not in the config's grid")
+    return RUN_BY_KEY[key]
+
+
+def run_resources(attribute):
+    return lambda wildcards: _plan.resources(run_of(wildcards), USE_GPU, THREADS)[attribute]

@@ -1,0 +1,239 @@
+"""The workflow's plan: a config (config/*.yaml) → the list of runs, checked before any job starts.
+
+Imported by workflow/Snakefile and by the tests; nothing here needs Snakemake. A run is (name, algo, task, seed,
+steps, overrides); its folder is ``{results_dir}/runs/{name}/{task}/{seed}`` as the trainer writes it, and the
+workflow's output for it is ``complete.json`` there, written only after the trainer returned with the run
+finished — so a killed or failed job never leaves an output that looks done, and a resubmitted job resumes from
+the run's last checkpoint.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from algorithms.registry import ALGORITHMS
+from envs.registry import TASKS, DOMAINS, UnknownTaskError, get_task
+
+# Algorithms the paper's grid names that are not registered yet: they stay in the grid, a dry run lists them,
+# a job of theirs stops before it starts. An algorithm leaves this list by being added to algorithms/registry.py.
+PLANNED_ALGORITHMS = {"dreamerv3": "DreamerV3 is not implemented yet (its own issue)"}
+SUITES = ("dmcontrol", "metaworld", "maniskill2", "myosuite")
+COMPLETE_MARKER = "complete.json"
+
+# Rough cost of one env step (ms, acting + updates + evaluation share) per algorithm and preset, measured on this
+# project's CPU and extrapolated for a GPU node (benchmarks/README.md); they size the scheduler's time requests.
+MS_PER_ENV_STEP = {
+    ("sac", None): {"cpu": 10.0, "gpu": 3.0},
+    ("tdmpc2", "1.7M"): {"cpu": 200.0, "gpu": 12.0}, ("tdmpc2", "6M"): {"cpu": 700.0, "gpu": 15.0},
+    ("tdmpc2", "21M"): {"cpu": 2000.0, "gpu": 25.0}, ("tdmpc2", "54M"): {"cpu": 5000.0, "gpu": 40.0},
+    ("tdmpc2", "340M"): {"cpu": 30000.0, "gpu": 120.0},
+}
+PIXEL_FACTOR = 2.0
+
+
+class PlanError(ValueError):
+    """A config the workflow cannot run: the message names the key and the bad value and what would be valid."""
+
+
+@dataclass(frozen=True)
+class Run:
+    name: str
+    algo: str
+    task: str
+    seed: int
+    steps: int | None
+    overrides: tuple[tuple[str, Any], ...] = field(default=())
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}/{self.task}/{self.seed}"
+
+    def overrides_dict(self) -> dict[str, str]:
+        return {k: _format(v) for k, v in self.overrides}
+
+    def setting(self, key: str, default: Any = None) -> Any:
+        return dict(self.overrides).get(key, default)
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+def _near(value: str, valid: list[str]) -> str:
+    near = difflib.get_close_matches(value, valid, n=3, cutoff=0.5)
+    return f"; did you mean {', '.join(near)}?" if near else ""
+
+
+def resolve_tasks(spec: Any, where: str) -> list[str]:
+    """Task names from a list of names and selectors: ``all``, ``suite:metaworld``, ``domain:Visual RL``."""
+    items = spec if isinstance(spec, list) else [spec]
+    out: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise PlanError(f"{where}: task entries must be names, got {item!r}")
+        if item == "all":
+            out += list(TASKS)
+        elif item.startswith("suite:"):
+            suite = item.split(":", 1)[1]
+            if suite not in SUITES:
+                raise PlanError(f"{where}: unknown suite {suite!r}; valid: {', '.join(SUITES)}")
+            out += [t for t, s in TASKS.items() if s.suite == suite and s.obs != "rgb"]
+        elif item.startswith("domain:"):
+            domain = item.split(":", 1)[1]
+            if domain not in DOMAINS:
+                raise PlanError(f"{where}: unknown domain {domain!r}; valid: {', '.join(DOMAINS)}")
+            out += [t for t, s in TASKS.items() if s.domain == domain]
+        else:
+            try:
+                get_task(item)
+            except UnknownTaskError as err:
+                raise PlanError(f"{where}: {err}") from None
+            out.append(item)
+    return list(dict.fromkeys(out))
+
+
+def _check_algo(algo: Any, where: str) -> str:
+    valid = [*ALGORITHMS, *PLANNED_ALGORITHMS]
+    if algo not in valid:
+        raise PlanError(f"{where}: unknown algorithm {algo!r}{_near(str(algo), valid)} (valid: {', '.join(valid)})")
+    return algo
+
+
+def _check_steps(steps: Any, where: str) -> int | None:
+    if steps is None:
+        return None
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
+        raise PlanError(f"{where}: steps must be a positive integer or null (the task's budget), got {steps!r}")
+    return steps
+
+
+def _check_seeds(seeds: Any, where: str) -> list[int]:
+    if not isinstance(seeds, list) or not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0
+                                                      for s in seeds):
+        raise PlanError(f"{where}: seeds must be a non-empty list of non-negative integers, got {seeds!r}")
+    return seeds
+
+
+def _overrides_for(block: dict, algo: str) -> dict[str, Any]:
+    overrides = block.get("overrides") or {}
+    merged = dict(overrides.get("all") or {})
+    merged.update(overrides.get(algo) or {})
+    return merged
+
+
+def _slug(parameter: str, value: Any) -> str:
+    short = {"agent.eta": "eta", "agent.energy_lambda": "lambda", "agent.diffusion_steps": "T",
+             "agent.num_samples": "N", "agent.model_size": ""}.get(parameter, parameter.split(".")[-1])
+    return f"{short}{value}"
+
+
+NOT_IMPLEMENTED = {
+    "offline": "offline multi-task pretraining (the scaling sweep) is not implemented yet",
+    "o2o": "offline-to-online fine-tuning is not implemented yet (it needs offline multi-task pretraining)",
+}
+
+
+def expand(config: dict) -> list[Run]:
+    """Every run a config asks for, in a stable order, validated (``PlanError`` names the bad key and value)."""
+    for key, message in NOT_IMPLEMENTED.items():
+        if config.get(key):
+            raise PlanError(f"'{key}': {message}; this config cannot run yet")
+    runs: dict[str, Run] = {}
+
+    def add(run: Run, where: str) -> None:
+        old = runs.get(run.key)
+        if old is not None and old != run:
+            raise PlanError(f"{where}: run {run.key} is asked for twice with different settings "
+                            f"({dict(old.overrides)} vs {dict(run.overrides)}); give one of them another name")
+        runs[run.key] = run
+
+    for i, block in enumerate(config.get("experiments") or []):
+        where = f"experiments[{i}]"
+        algos = [_check_algo(a, f"{where}.algorithms") for a in block.get("algorithms") or []]
+        if not algos:
+            raise PlanError(f"{where}: 'algorithms' must list at least one of {', '.join(ALGORITHMS)}")
+        tasks = resolve_tasks(block.get("tasks"), f"{where}.tasks")
+        seeds = _check_seeds(block.get("seeds"), f"{where}.seeds")
+        steps = _check_steps(block.get("steps"), f"{where}.steps")
+        for algo in algos:
+            name = (block.get("names") or {}).get(algo, algo)
+            overrides = tuple(sorted(_overrides_for(block, algo).items()))
+            for task in tasks:
+                for seed in seeds:
+                    add(Run(name, algo, task, seed, steps, overrides), where)
+
+    for i, sweep in enumerate(config.get("sweeps") or []):
+        where = f"sweeps[{i}]"
+        algo = _check_algo(sweep.get("algo"), f"{where}.algo")
+        parameter = sweep.get("parameter")
+        if not isinstance(parameter, str) or not parameter:
+            raise PlanError(f"{where}: 'parameter' must be a config key such as agent.eta, got {parameter!r}")
+        values = sweep.get("values")
+        if not isinstance(values, list) or not values:
+            raise PlanError(f"{where}: 'values' must be a non-empty list, got {values!r}")
+        tasks = resolve_tasks(sweep.get("tasks"), f"{where}.tasks")
+        seeds = _check_seeds(sweep.get("seeds"), f"{where}.seeds")
+        steps = _check_steps(sweep.get("steps"), f"{where}.steps")
+        base = dict(_overrides_for(sweep, algo))
+        default = sweep.get("default")
+        for value in values:
+            overrides = {**base, parameter: value}
+            # the default value is one shared run, not one per sweep that lists it
+            name = f"{algo}-{sweep.get('prefix', 'ablation')}-" + ("default" if value == default
+                                                                    else _slug(parameter, value))
+            if value == default:
+                overrides.pop(parameter)
+            for task in tasks:
+                for seed in seeds:
+                    add(Run(name, algo, task, seed, steps, tuple(sorted(overrides.items()))), where)
+    return list(runs.values())
+
+
+def check_overrides(runs: list[Run]) -> None:
+    """Build the full run config of each distinct (algorithm, overrides) once: unknown keys and bad values stop
+    the plan here, before any job starts."""
+    from algorithms.common.config import ConfigError
+    from algorithms.common.trainer import build_config
+
+    seen = set()
+    for run in runs:
+        if run.algo not in ALGORITHMS or (run.algo, run.overrides) in seen:
+            continue
+        seen.add((run.algo, run.overrides))
+        try:
+            build_config(run.algo, None, {**run.overrides_dict(), "task": run.task})
+        except ConfigError as err:
+            raise PlanError(f"run {run.key}: {err}") from None
+
+
+def blocked(run: Run) -> str | None:
+    """Why this machine cannot run ``run`` (algorithm not implemented, suite not installed), or None."""
+    if run.algo in PLANNED_ALGORITHMS and run.algo not in ALGORITHMS:
+        return f"algorithm {run.algo!r}: {PLANNED_ALGORITHMS[run.algo]}"
+    from envs import availability
+
+    ok, reason = availability(TASKS[run.task])
+    return None if ok else reason
+
+
+def resources(run: Run, gpu: bool, threads: int | None = None) -> dict[str, Any]:
+    """Scheduler hints scaled from the preset and the budget: threads, mem_mb, runtime (minutes), gpu."""
+    spec = TASKS[run.task]
+    steps = run.steps or spec.budget
+    size = run.setting("agent.model_size", "6M" if run.algo != "sac" else None)
+    base_algo = "tdmpc2" if run.algo in ("mbdpo", "dreamerv3") else run.algo
+    cost = MS_PER_ENV_STEP.get((base_algo, size if base_algo != "sac" else None),
+                               MS_PER_ENV_STEP[("tdmpc2", "6M")] if base_algo != "sac" else MS_PER_ENV_STEP[("sac", None)])
+    ms = cost["gpu" if gpu else "cpu"] * (PIXEL_FACTOR if spec.obs == "rgb" else 1.0)
+    runtime = max(10, math.ceil(1.5 * steps * ms / 60000 / max(spec.action_repeat, 1)))
+    buffer = min(int(run.setting("buffer_size", 1_000_000)), steps // max(spec.action_repeat, 1) + 1)
+    obs_bytes = 9 * 64 * 64 if spec.obs == "rgb" else 4 * 512
+    mem_mb = 4000 + math.ceil(buffer * obs_bytes * 2 / 2**20) + {"340M": 16000, "54M": 4000}.get(str(size), 0)
+    return {"threads": threads or (4 if gpu else 2), "mem_mb": mem_mb, "runtime": runtime, "gpu": 1 if gpu else 0}
