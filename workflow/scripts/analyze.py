@@ -1,6 +1,6 @@
 """Snakemake job: the analysis of the config's runs (and released curves when configured)."""
 
-from __future__ import annotations
+import contextlib
 
 import matplotlib
 
@@ -11,8 +11,9 @@ from analysis.report import analyze  # noqa: E402
 
 def main(snakemake) -> None:  # noqa: ANN001
     p = snakemake.params
-    analyze(p.out, runs=p.runs, published=p.published or None, at_step=p.at_step, candidate=p.candidate,
-            reps=p.reps, seed=p.seed, per_task=p.per_task, expected=[tuple(k) for k in p.expected])
+    with open(snakemake.log[0], "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        analyze(p.out, runs=p.runs, published=p.published or None, at_step=p.at_step, candidate=p.candidate,
+                reps=p.reps, seed=p.seed, per_task=p.per_task, expected=[tuple(k) for k in p.expected])
 
 
 main(snakemake)  # noqa: F821 - defined by Snakemake's script directive

@@ -5,8 +5,7 @@ the one output Snakemake tracks; the run folder itself (CSV logs, checkpoints) i
 deleted by Snakemake when a job fails or is killed — the next attempt resumes from the newest checkpoint.
 """
 
-from __future__ import annotations
-
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -16,14 +15,20 @@ def main(snakemake) -> None:  # noqa: ANN001 - the object Snakemake injects
     sys.path.insert(0, str(Path(snakemake.scriptdir)))
     from plan import Run, blocked
 
-    from algorithms.common.runfiles import atomic_write_json
-    from algorithms.common.trainer import build_config, train
-
     p = snakemake.params
     run = Run(p.name, p.algo, p.task, int(p.seed), p.steps, tuple(sorted(p.overrides.items())))
     reason = blocked(run)
     if reason:  # before anything starts: no run folder, one clear message
         raise SystemExit(f"cannot run {run.key} here: {reason}")
+    Path(snakemake.log[0]).parent.mkdir(parents=True, exist_ok=True)
+    with open(snakemake.log[0], "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        train_run(run, p, snakemake)
+
+
+def train_run(run, p, snakemake) -> None:  # noqa: ANN001
+    from algorithms.common.runfiles import atomic_write_json
+    from algorithms.common.trainer import build_config, train
+
     overrides = {**run.overrides_dict(), "task": run.task, "seed": str(run.seed), "name": run.name,
                  "results_dir": p.results_dir, "device": p.device, "progress": "false",
                  "threads": str(snakemake.threads)}

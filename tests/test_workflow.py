@@ -1,0 +1,189 @@
+"""The Snakemake workflow: the plan of each config, bad configs stopped before any job, a tiny grid end to end,
+nothing to do the second time, and a killed `snakemake` that resumes and finishes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
+
+import plan  # noqa: E402
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "workflow" / "Snakefile")]
+
+
+def load(name: str) -> dict:
+    return yaml.safe_load((ROOT / "config" / name).read_text())
+
+
+# ------------------------------------------------------------------------------------------------------- the plan
+
+def test_default_config_plans_every_registered_algorithm_on_cheap_tasks():
+    from algorithms.registry import ALGORITHMS
+
+    runs = plan.expand(load("config.yaml"))
+    assert {r.algo for r in runs} == set(ALGORITHMS)
+    assert {r.task for r in runs} == {"cartpole-balance", "reacher-easy"} and {r.seed for r in runs} == {1, 2}
+    assert len(runs) == len(ALGORITHMS) * 2 * 2 and all(r.steps == 4000 for r in runs)
+    assert not [r for r in runs if plan.blocked(r)]
+    plan.check_overrides(runs)  # every override key exists
+
+
+def test_paper_grid_keeps_what_cannot_run_and_says_why():
+    runs = plan.expand(load("paper.yaml"))
+    assert len(runs) == 4 * 114 * 3
+    assert all(r.steps is None for r in runs)  # the registry's per-suite budgets
+    reasons = {r.key: plan.blocked(r) for r in runs}
+    dreamer = [k for k, why in reasons.items() if k.startswith("dreamerv3/")]
+    assert len(dreamer) == 114 * 3 and all("not implemented yet" in reasons[k] for k in dreamer)
+    assert reasons["mbdpo/cartpole-balance/1"] is None and reasons["mbdpo/cheetah-run-pixels/2"] is None
+    assert "maniskill" in reasons["mbdpo/pick-ycb/1"]
+
+
+def test_ablation_grid_is_one_run_per_distinct_setting_task_seed():
+    config = load("ablations.yaml")
+    runs = plan.expand(config)
+    sweeps = config["sweeps"]
+    tasks, seeds = len(sweeps[0]["tasks"]), len(sweeps[0]["seeds"])
+    distinct = sum(len(s["values"]) for s in sweeps) - (len(sweeps) - 1)  # the default run is shared
+    assert len(runs) == distinct * tasks * seeds
+    names = {r.name for r in runs}
+    assert {"mbdpo-ablation-default", "mbdpo-ablation-eta0", "mbdpo-ablation-T5", "mbdpo-ablation-N64"} <= names
+    default = next(r for r in runs if r.name == "mbdpo-ablation-default")
+    assert "agent.eta" not in dict(default.overrides)
+    assert dict(next(r for r in runs if r.name == "mbdpo-ablation-T10").overrides)["agent.diffusion_steps"] == 10
+
+
+@pytest.mark.parametrize("name", ["scaling.yaml", "o2o.yaml"])
+def test_offline_configs_stop_at_plan_time(name):
+    with pytest.raises(plan.PlanError, match="not implemented yet"):
+        plan.expand(load(name))
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"algorithms": ["mbpdo"]}, r"unknown algorithm 'mbpdo'.*did you mean mbdpo"),
+    ({"tasks": ["cartpole-balanse"]}, r"cartpole-balanse.*cartpole-balance"),
+    ({"steps": -5}, r"steps must be a positive integer.*-5"),
+    ({"seeds": []}, r"seeds must be a non-empty list"),
+    ({"tasks": ["suite:atari"]}, r"unknown suite 'atari'"),
+])
+def test_bad_values_name_themselves(change, message):
+    config = load("config.yaml")
+    config["experiments"][0].update(change)
+    with pytest.raises(plan.PlanError, match=message):
+        plan.expand(config)
+
+
+def test_bad_override_key_stops_the_plan():
+    config = load("config.yaml")
+    config["experiments"][0]["overrides"]["sac"] = {"agent.nope": 1}
+    with pytest.raises(plan.PlanError, match="nope"):
+        plan.check_overrides(plan.expand(config))
+
+
+def test_resources_scale_with_budget_preset_and_device():
+    small = plan.Run("tdmpc2", "tdmpc2", "cartpole-balance", 1, 100_000, (("agent.model_size", "1.7M"),))
+    big = plan.Run("tdmpc2", "tdmpc2", "cartpole-balance", 1, 1_000_000, (("agent.model_size", "1.7M"),))
+    huge = plan.Run("tdmpc2", "tdmpc2", "cartpole-balance", 1, 1_000_000, (("agent.model_size", "340M"),))
+    pixels = plan.Run("tdmpc2", "tdmpc2", "cartpole-balance", 1, 1_000_000, ())
+    r_small, r_big = plan.resources(small, gpu=True), plan.resources(big, gpu=True)
+    assert r_big["runtime"] > r_small["runtime"] and r_big["mem_mb"] > r_small["mem_mb"]
+    assert plan.resources(huge, gpu=True)["runtime"] > r_big["runtime"]
+    assert plan.resources(huge, gpu=True)["mem_mb"] > r_big["mem_mb"]
+    assert plan.resources(big, gpu=False)["runtime"] > r_big["runtime"]
+    assert r_big["gpu"] == 1 and plan.resources(big, gpu=False)["gpu"] == 0
+    assert plan.resources(pixels, gpu=True, threads=3)["threads"] == 3
+
+
+# -------------------------------------------------------------------------------------------- through Snakemake
+
+def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([*SNAKEMAKE, "-d", str(workdir), *args], capture_output=True, text=True, timeout=timeout,
+                          check=False, env={**os.environ, "PYTHONHASHSEED": "0"})
+
+
+def tiny_config(tmp_path: Path, **experiment) -> Path:
+    config = {
+        "results_dir": str(tmp_path / "results"), "device": "cpu", "gpu": False, "threads_per_run": 1,
+        "experiments": [{"algorithms": ["sac"], "tasks": ["cartpole-balance"], "seeds": [1], "steps": 1000,
+                         "overrides": {"all": {"eval_every": 500, "eval_episodes": 1, "seed_steps": 200,
+                                               "checkpoint_every": 500, "agent.batch_size": 32,
+                                               "agent.hidden_dim": 32}},
+                         **experiment}],
+        "sweeps": [],
+        "analysis": {"out": str(tmp_path / "results" / "analysis"), "reps": 50, "per_task": False},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c.update(unknown_key=1), "unknown_key"),
+    (lambda c: c["experiments"][0].update(steps=-10), "-10"),
+    (lambda c: c["experiments"][0].update(algorithms=["ppo"]), "unknown algorithm 'ppo'"),
+    (lambda c: c["experiments"][0].update(tasks=["walker-wlak"]), "walker-wlak"),
+])
+def test_bad_config_fails_before_any_job(tmp_path, edit, message):
+    path = tiny_config(tmp_path)
+    config = yaml.safe_load(path.read_text())
+    edit(config)
+    path.write_text(yaml.safe_dump(config))
+    proc = snakemake(tmp_path, "--cores", "1", "--configfile", str(path))
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr
+    assert not (tmp_path / "results" / "runs").exists()
+
+
+def test_tiny_grid_end_to_end_then_nothing_to_do(tmp_path):
+    path = tiny_config(tmp_path, seeds=[1, 2])
+    proc = snakemake(tmp_path, "--cores", "2", "--configfile", str(path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = tmp_path / "results"
+    for seed in (1, 2):
+        marker = json.loads((results / "runs" / "sac" / "cartpole-balance" / str(seed) / "complete.json").read_text())
+        assert marker["status"] == "finished" and marker["env_steps_done"] == 1000
+    table = (results / "analysis" / "tables" / "per_domain.csv").read_text()
+    assert table.startswith("algorithm,domain,n_tasks,step,mean")
+    assert (results / "analysis" / "figures" / "aggregate_curves.png").read_bytes()[:4] == b"\x89PNG"
+    again = snakemake(tmp_path, "--cores", "2", "--configfile", str(path))
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_killed_snakemake_resumes_and_finishes(tmp_path):
+    path = tiny_config(tmp_path, steps=3000)
+    config = yaml.safe_load(path.read_text())
+    config["experiments"][0]["overrides"]["all"].update(checkpoint_every=500, eval_every=1500)
+    path.write_text(yaml.safe_dump(config))
+    run_dir = tmp_path / "results" / "runs" / "sac" / "cartpole-balance" / "1"
+    proc = subprocess.Popen([*SNAKEMAKE, "-d", str(tmp_path), "--cores", "1", "--configfile", str(path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while not list((run_dir / "checkpoints").glob("*.sha256")) and time.time() < deadline:
+            time.sleep(0.5)
+        assert list((run_dir / "checkpoints").glob("*.sha256")), "no checkpoint before the deadline"
+        os.killpg(proc.pid, signal.SIGKILL)  # the whole tree, as a scheduler's hard kill would
+    finally:
+        proc.wait(timeout=60)
+    assert not (run_dir / "complete.json").exists()  # a killed run never looks done
+    before = json.loads((run_dir / "run.json").read_text())
+    assert before["status"] == "running" and before["env_steps_done"] < 3000
+    unlock = snakemake(tmp_path, "--unlock", "--configfile", str(path))  # a hard kill leaves the lock behind
+    assert unlock.returncode == 0, unlock.stderr[-2000:]
+    done = snakemake(tmp_path, "--cores", "1", "--configfile", str(path), "--rerun-incomplete")
+    assert done.returncode == 0, done.stderr[-3000:]
+    after = json.loads((run_dir / "run.json").read_text())
+    assert after["status"] == "finished" and after["env_steps_done"] == 3000 and after["resumed"]
+    steps = [int(line.split(",")[0]) for line in (run_dir / "eval.csv").read_text().splitlines()[1:]]
+    assert steps == [0, 2000, 3000]  # at the first episode end past each 1500: nothing lost, nothing repeated
