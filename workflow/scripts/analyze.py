@@ -6,10 +6,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-from analysis.report import analyze  # noqa: E402
+from analysis.report import analyze
 
 
-def main(snakemake) -> None:  # noqa: ANN001
+def main(snakemake) -> None:
     p = snakemake.params
     with open(snakemake.log[0], "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         analyze(p.out, runs=p.runs, published=p.published or None, at_step=p.at_step, candidate=p.candidate,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from algorithms.registry import ALGORITHMS
-from envs.registry import TASKS, DOMAINS, UnknownTaskError, get_task
+from envs.registry import DOMAINS, TASKS, UnknownTaskError, get_task
 
 # Algorithms the paper's grid names that are not registered yet: they stay in the grid, a dry run lists them,
 # a job of theirs stops before it starts. An algorithm leaves this list by being added to algorithms/registry.py.

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 
-def main(snakemake) -> None:  # noqa: ANN001 - the object Snakemake injects
+def main(snakemake) -> None:
     sys.path.insert(0, str(Path(snakemake.scriptdir)))
     from plan import Run, blocked
 
@@ -25,7 +25,7 @@ def main(snakemake) -> None:  # noqa: ANN001 - the object Snakemake injects
         train_run(run, p, snakemake)
 
 
-def train_run(run, p, snakemake) -> None:  # noqa: ANN001
+def train_run(run, p, snakemake) -> None:
     from algorithms.common.runfiles import atomic_write_json
     from algorithms.common.trainer import build_config, train
 
