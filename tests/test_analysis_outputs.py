@@ -266,3 +266,25 @@ def test_colours_are_fixed_per_algorithm():
     assert together["sac"] == alone and together["mbdpo"] != together["tdmpc2"]
     assert together["sac (published)"] != alone and all(p >= c for p, c in zip(together["sac (published)"], alone))
     assert F.colors(["mbdpo-T5"])["mbdpo-T5"] == together["mbdpo-T5"]
+
+
+def test_compare_to_published_by_hand():
+    from analysis.validate import compare_to_published
+
+    def evals(algorithm, scores_by_seed):
+        rows = [{"algorithm": algorithm, "task": "cartpole-balance", "seed": seed, "step": step, "score": score,
+                 "domain": "DMControl", "budget": 4_000_000}
+                for seed, curve in scores_by_seed.items() for step, score in curve]
+        return pd.DataFrame(rows)
+
+    ours = evals("sac", {1: [(0, 10.0), (100_000, 60.0)], 2: [(0, 12.0), (100_000, 70.0)]})
+    theirs = evals("sac", {1: [(0, 5.0), (100_000, 80.0)], 2: [(0, 5.0), (50_000, 50.0), (90_000, 90.0)],
+                           3: [(0, 5.0), (100_000, 74.0)]})
+    table = compare_to_published(ours, theirs, [100_000], margin=10.0)
+    (row,) = table.to_dict("records")
+    assert row["ours_mean"] == 65.0 and row["ours_runs"] == 2
+    assert row["published_min"] == 74.0 and row["published_max"] == 90.0 and row["published_runs"] == 3
+    assert row["published_mean"] == pytest.approx((80 + 90 + 74) / 3)
+    assert row["passed"] is True  # 65 >= 74 - 10
+    assert compare_to_published(ours, theirs, [100_000], margin=5.0)["passed"].tolist() == [False]
+    assert compare_to_published(ours, theirs.assign(algorithm="tdmpc2"), [100_000]).empty

@@ -103,3 +103,11 @@ def test_analysis_stats():
     assert total["goal"] == 60.0 and total["meets_goal"] == (total["value"] <= 60.0) and total["reps"] == 50
     # both engines share rliable's point estimates exactly
     assert by_metric["interval_estimates_rliable_over_numpy"]["max_point_diff"] == 0.0
+
+
+def test_workflow_dag():
+    records = run_benchmark("workflow_dag.py", "--repeats", "1", "--configs", "config/ablations.yaml")
+    (record,) = records
+    assert record["metric"] == "dry_run_s" and record["task"] == "config/ablations.yaml"
+    assert record["jobs"] == 180 + 2  # the runs, the analysis and `all`
+    assert record["goal"] == 10.0 and record["meets_goal"] == (record["value"] <= 10.0)

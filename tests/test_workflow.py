@@ -145,8 +145,20 @@ def test_bad_config_fails_before_any_job(tmp_path, edit, message):
     assert not (tmp_path / "results" / "runs").exists()
 
 
+def test_validation_config_needs_the_released_curves(tmp_path):
+    proc = snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(ROOT / "config" / "validate.yaml"))
+    assert proc.returncode != 0 and "validate.published" in proc.stdout + proc.stderr
+
+
 def test_tiny_grid_end_to_end_then_nothing_to_do(tmp_path):
+    from analysis import synthetic
+
     path = tiny_config(tmp_path, seeds=[1, 2])
+    published = synthetic.write_published(tmp_path / "published", synthetic.curves(["sac"], ["cartpole-balance"]))
+    config = yaml.safe_load(path.read_text())
+    config["validate"] = {"published": str(published), "at_steps": [1000], "margin": 100.0,
+                          "out": str(tmp_path / "results" / "analysis" / "validate" / "comparison.csv")}
+    path.write_text(yaml.safe_dump(config))
     proc = snakemake(tmp_path, "--cores", "2", "--configfile", str(path))
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = tmp_path / "results"
@@ -156,6 +168,9 @@ def test_tiny_grid_end_to_end_then_nothing_to_do(tmp_path):
     table = (results / "analysis" / "tables" / "per_domain.csv").read_text()
     assert table.startswith("algorithm,domain,n_tasks,step,mean")
     assert (results / "analysis" / "figures" / "aggregate_curves.png").read_bytes()[:4] == b"\x89PNG"
+    comparison = (results / "analysis" / "validate" / "comparison.csv").read_text().splitlines()
+    assert comparison[0].startswith("algorithm,task,step,ours_mean") and comparison[1].startswith("sac,cartpole")
+    assert comparison[1].endswith(",True")  # margin 100: any learning run passes
     again = snakemake(tmp_path, "--cores", "2", "--configfile", str(path))
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
 

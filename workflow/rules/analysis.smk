@@ -43,3 +43,32 @@ rule analyze:
 
 
 ALL_TARGETS = [rules.analyze.output.table]
+
+
+VALIDATE = config.get("validate") or {}
+if VALIDATE:
+    if not VALIDATE.get("published"):
+        raise WorkflowError("validate.published: set it to a local copy of the released curves (per-algorithm "
+                            "folders of per-task CSVs, e.g. mbdpo/cartpole-balance.csv)")
+    if not Path(VALIDATE["published"]).is_dir():
+        raise WorkflowError(f"validate.published: {VALIDATE['published']!r} is not a directory")
+
+    rule compare_published:
+        """Learning checks: our runs beside the released curves at the same env steps."""
+        input:
+            [run_marker(run) for run in RUNNABLE],
+        output:
+            report(VALIDATE.get("out", f"{ANALYSIS_OUT}/validate/comparison.csv"),
+                   caption="../report/comparison.rst", category="Tables"),
+        params:
+            runs=f"{RESULTS}/runs",
+            published=VALIDATE["published"],
+            at_steps=VALIDATE.get("at_steps", [100000]),
+            margin=VALIDATE.get("margin", 10.0),
+            expected=[(run.name, run.task, run.seed) for run in RUNNABLE],
+        log:
+            f"{RESULTS}/logs/compare_published.log",
+        script:
+            "../scripts/compare_published.py"
+
+    ALL_TARGETS.append(rules.compare_published.output[0])
