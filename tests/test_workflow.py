@@ -173,6 +173,11 @@ def test_tiny_grid_end_to_end_then_nothing_to_do(tmp_path):
     assert comparison[1].endswith(",True")  # margin 100: any learning run passes
     again = snakemake(tmp_path, "--cores", "2", "--configfile", str(path))
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+    report = tmp_path / "report.html"
+    made = snakemake(tmp_path, "--configfile", str(path), "--report", str(report))
+    assert made.returncode == 0, made.stderr[-3000:]
+    html = report.read_text(errors="replace")
+    assert "aggregate_curves.png" in html and "stratified-bootstrap" in html  # figures with their captions
 
 
 def test_killed_snakemake_resumes_and_finishes(tmp_path):
