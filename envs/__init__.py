@@ -36,11 +36,14 @@ class SuiteNotInstalledError(RuntimeError):
 
 def availability(spec: TaskSpec) -> tuple[bool, str]:
     """Whether this machine can create the task, and if not, why (without importing the simulator)."""
+    if spec.suite == MANISKILL2:
+        from envs.maniskill2_adapter import unavailable_reason
+
+        reason = unavailable_reason(spec)
+        return (reason is None), reason or ""
     module, extra = _SUITE_PACKAGES[spec.suite]
     if importlib.util.find_spec(module) is None:
         return False, f"suite {spec.suite} is not installed: `pip install .[{extra}]`"
-    if spec.suite != DMCONTROL:
-        return False, f"suite {spec.suite} is installed but the harness has no adapter for it yet"
     if spec.obs == "rgb":
         from envs.rendering import rendering_unavailable_reason
 
@@ -65,8 +68,18 @@ def make_env(task: str, seed: int | None = None, obs: str | None = None) -> gym.
         from envs import dmcontrol
 
         env = dmcontrol.make(spec, seed)
-    else:  # pragma: no cover - guarded by availability() until the suites issue lands
-        raise SuiteNotInstalledError(f"no adapter for suite {spec.suite}")
+    elif spec.suite == METAWORLD:
+        from envs import metaworld_adapter
+
+        env = metaworld_adapter.make(spec, seed)
+    elif spec.suite == MYOSUITE:
+        from envs import myosuite_adapter
+
+        env = myosuite_adapter.make(spec, seed)
+    else:
+        from envs import maniskill2_adapter
+
+        env = maniskill2_adapter.make(spec, seed)
     if seed is not None:
         env.action_space.seed(seed)
     return env

@@ -3,11 +3,11 @@
 # build where a local CPU wheel exists), then the project with its pinned simulators. Idempotent:
 # a second call with the same pyproject.toml and extras returns at once.
 #   PYTHON=python3.12 bash scripts/setup.sh         # another interpreter
-#   MBDPO_EXTRAS=dmc,dev,logging bash scripts/setup.sh
+#   MBDPO_EXTRAS=all,dev,logging bash scripts/setup.sh   (default all,dev: DMControl, MetaWorld, MyoSuite)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3.11}
-extras=${MBDPO_EXTRAS:-dmc,dev}
+extras=${MBDPO_EXTRAS:-all,dev}
 
 if ! command -v "$python" >/dev/null 2>&1; then
   echo "setup: '$python' not found; install Python >= 3.11 or set PYTHON=/path/to/python3" >&2
