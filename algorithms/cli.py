@@ -5,6 +5,7 @@
     mbdpo-bench evaluate RUN_DIR [--checkpoint PATH] [--episodes N]
     mbdpo-bench validate NAME [--results-dir DIR]     (learning checks of config/checks/; --list)
     mbdpo-bench analyze [--runs DIR] [--published DIR] [--at-step N] --out OUT   (tables and figures)
+    mbdpo-bench doctor [--json]                      (installed versions, known-bad combinations)
 """
 
 from __future__ import annotations
@@ -108,6 +109,42 @@ def _analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from envs import TASKS, availability
+    from envs.doctor import installed_versions, problems
+
+    versions = installed_versions()
+    found = problems(versions)
+    suites: dict[str, dict[str, int]] = {}
+    reasons: dict[str, set] = {}
+    for spec in TASKS.values():
+        ok, reason = availability(spec)
+        counts = suites.setdefault(spec.domain, {"available": 0, "total": 0})
+        counts["total"] += 1
+        counts["available"] += ok
+        if not ok:
+            reasons.setdefault(spec.domain, set()).add(reason)
+    if args.json:
+        json.dump({"versions": versions, "problems": found, "domains": suites,
+                   "reasons": {k: sorted(v) for k, v in reasons.items()}}, sys.stdout, indent=1)
+        print()
+        return 1 if found else 0
+    print("installed versions:")
+    for name, version in versions.items():
+        print(f"  {name:32s} {version or '-'}")
+    print("tasks available here:")
+    for domain, counts in suites.items():
+        extra = f"  ({'; '.join(sorted(reasons[domain]))})" if domain in reasons else ""
+        print(f"  {domain:12s} {counts['available']}/{counts['total']}{extra}")
+    if found:
+        print("known-bad combinations:")
+        for problem in found:
+            print(f"  - {problem}")
+        return 1
+    print("no known-bad combination")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from algorithms.registry import ALGORITHMS
 
@@ -162,6 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--embedding-tasks", dest="embedding_tasks",
                          help="comma-separated task names of the embedding rows, in task-id order")
     analyze.set_defaults(func=_analyze)
+
+    doctor = sub.add_parser("doctor", help="installed versions, tasks available here, known-bad combinations")
+    doctor.add_argument("--json", action="store_true")
+    doctor.set_defaults(func=_doctor)
     return parser
 
 

@@ -156,3 +156,30 @@ def test_maniskill2_reasons(monkeypatch, tmp_path):
     (tmp_path / "assets" / "mani_skill2_ycb" / "info_pick_v0.json").write_text("{}")
     assert ms2.unavailable_reason(spec) is None
     assert "partnet_mobility" in ms2.unavailable_reason(get_task("turn-faucet"))
+
+
+# --------------------------------------------------------------------------------------------------- doctor
+
+def test_doctor_flags_known_bad_combinations():
+    from envs.doctor import installed_versions, problems
+
+    good = {"mujoco": "3.16.0", "metaworld": "3.0.0", "dm_control": "1.0.49", "gymnasium": "1.2.3",
+            "myosuite": "3.0.0", "pandas": "2.3.3", "arch": "7.2.0", "numpy": "2.4.6", "mani_skill2": None,
+            "setuptools": "80.10.2"}
+    assert problems(good) == []
+    assert problems(installed_versions()) == []  # this environment is one of the good ones
+    bad = problems({**good, "mujoco": "3.17.0"})
+    assert len(bad) == 1 and bad[0].startswith("mujoco 3.17.0 with metaworld 3.0.0") and "mujoco==3.16.0" in bad[0]
+    assert problems({**good, "mujoco": "3.17.0", "metaworld": None}) == []  # only with metaworld
+    assert any("pandas 3.0.1 with arch" in p for p in problems({**good, "pandas": "3.0.1"}))
+    assert any("numpy 2.4.6 with mani_skill2" in p for p in problems({**good, "mani_skill2": "0.5.3"}))
+    assert any(p.startswith("metaworld 3.1.0:") for p in problems({**good, "metaworld": "3.1.0"}))
+    assert any("gymnasium 1.3.0 with myosuite" in p for p in problems({**good, "gymnasium": "1.3.0"}))
+
+
+def test_cli_doctor(capsys):
+    assert main(["doctor", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["versions"]["mujoco"] == "3.16.0" and report["problems"] == []
+    assert report["domains"]["MetaWorld"] == {"available": 50, "total": 50}
+    assert report["domains"]["ManiSkill2"]["available"] == 0 and report["reasons"]["ManiSkill2"]

@@ -13,7 +13,8 @@ RESULTS = config.get("results_dir", "results")
 USE_GPU = bool(config.get("gpu", False))
 THREADS = config.get("threads_per_run")
 RUN_BY_KEY = {run.key: run for run in RUNS}
-BLOCKED = {run.key: reason for run in RUNS if (reason := _plan.blocked(run))}
+MS2_PYTHON = config.get("maniskill2_python")  # venv users: the ManiSkill2 environment's interpreter
+BLOCKED = {run.key: reason for run in RUNS if (reason := _plan.blocked(run, MS2_PYTHON))}
 
 if BLOCKED:
     by_reason = {}

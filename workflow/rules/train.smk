@@ -1,8 +1,8 @@
-rule train:
-    """One run of the grid; a resubmitted or restarted job resumes the run from its newest checkpoint."""
-    output:
-        f"{RESULTS}/runs/{{name}}/{{task}}/{{seed}}/{_plan.COMPLETE_MARKER}",
-    params:
+MS2_TASKS = "|".join(_plan.MANISKILL2_TASKS)
+
+
+def _train_params():
+    return dict(
         name=lambda w: run_of(w).name,
         algo=lambda w: run_of(w).algo,
         task=lambda w: run_of(w).task,
@@ -11,6 +11,16 @@ rule train:
         overrides=lambda w: dict(run_of(w).overrides),
         results_dir=RESULTS,
         device=config.get("device", "auto"),
+        maniskill2_python=MS2_PYTHON,
+    )
+
+
+rule train:
+    """One run of the grid; a resubmitted or restarted job resumes the run from its newest checkpoint."""
+    output:
+        f"{RESULTS}/runs/{{name}}/{{task}}/{{seed}}/{_plan.COMPLETE_MARKER}",
+    params:
+        **_train_params(),
     threads: lambda w: _plan.resources(run_of(w), USE_GPU, THREADS)["threads"]
     resources:
         mem_mb=run_resources("mem_mb"),
@@ -20,5 +30,29 @@ rule train:
         f"{RESULTS}/logs/train/{{name}}/{{task}}/{{seed}}.log",
     wildcard_constraints:
         seed=r"\d+",
+        task=rf"(?!(?:{MS2_TASKS})/)[^/]+",
+    script:
+        "../scripts/train.py"
+
+
+rule train_maniskill2:
+    """A ManiSkill2 run, in the ManiSkill2 environment: `--use-conda` builds it from envs/maniskill2.yaml; venv
+    users set `maniskill2_python` (the script then runs the trainer with that interpreter)."""
+    output:
+        f"{RESULTS}/runs/{{name}}/{{task}}/{{seed}}/{_plan.COMPLETE_MARKER}",
+    params:
+        **_train_params(),
+    threads: lambda w: _plan.resources(run_of(w), USE_GPU, THREADS)["threads"]
+    resources:
+        mem_mb=run_resources("mem_mb"),
+        runtime=run_resources("runtime"),
+        gpu=run_resources("gpu"),
+    log:
+        f"{RESULTS}/logs/train/{{name}}/{{task}}/{{seed}}.log",
+    wildcard_constraints:
+        seed=r"\d+",
+        task=MS2_TASKS,
+    conda:
+        "../envs/maniskill2.yaml"
     script:
         "../scripts/train.py"

@@ -213,10 +213,40 @@ def check_overrides(runs: list[Run]) -> None:
             raise PlanError(f"run {run.key}: {err}") from None
 
 
-def blocked(run: Run) -> str | None:
-    """Why this machine cannot run ``run`` (algorithm not implemented, suite not installed), or None."""
+MANISKILL2_TASKS = tuple(t for t, s in TASKS.items() if s.suite == "maniskill2")
+_OTHER_ENV_AVAILABILITY: dict[str, dict[str, tuple[bool, str]]] = {}
+
+
+def other_env_availability(python: str) -> dict[str, tuple[bool, str]]:
+    """Availability of the ManiSkill2 tasks as seen by another interpreter (the ManiSkill2 environment)."""
+    import json
+    import subprocess
+
+    if python not in _OTHER_ENV_AVAILABILITY:
+        code = ("import json; from envs import availability, get_task; "
+                f"print(json.dumps({{t: availability(get_task(t)) for t in {list(MANISKILL2_TASKS)!r}}}))")
+        try:
+            proc = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+            result = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else None
+        except (OSError, ValueError, IndexError, subprocess.TimeoutExpired) as err:
+            result, proc = None, err
+        if result is None:
+            why = getattr(proc, "stderr", str(proc)).strip().splitlines()[-1:] or ["no output"]
+            result = {t: (False, f"maniskill2_python {python!r} cannot load the harness: {why[0]}")
+                      for t in MANISKILL2_TASKS}
+        _OTHER_ENV_AVAILABILITY[python] = {t: tuple(v) for t, v in result.items()}
+    return _OTHER_ENV_AVAILABILITY[python]
+
+
+def blocked(run: Run, maniskill2_python: str | None = None) -> str | None:
+    """Why this machine cannot run ``run`` (algorithm not implemented, suite not installed), or None.
+
+    ManiSkill2 runs are judged in their own environment when ``maniskill2_python`` names its interpreter."""
     if run.algo in PLANNED_ALGORITHMS and run.algo not in ALGORITHMS:
         return f"algorithm {run.algo!r}: {PLANNED_ALGORITHMS[run.algo]}"
+    if maniskill2_python and run.task in MANISKILL2_TASKS:
+        ok, reason = other_env_availability(maniskill2_python)[run.task]
+        return None if ok else reason
     from envs import availability
 
     ok, reason = availability(TASKS[run.task])

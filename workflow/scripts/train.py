@@ -7,34 +7,46 @@ deleted by Snakemake when a job fails or is killed — the next attempt resumes 
 
 import contextlib
 import json
+import subprocess
 import sys
 from pathlib import Path
 
 
 def main(snakemake) -> None:
     sys.path.insert(0, str(Path(snakemake.scriptdir)))
-    from plan import Run, blocked
+    from plan import MANISKILL2_TASKS, Run, blocked
 
     p = snakemake.params
     run = Run(p.name, p.algo, p.task, int(p.seed), p.steps, tuple(sorted(p.overrides.items())))
-    reason = blocked(run)
+    other_python = p.maniskill2_python if run.task in MANISKILL2_TASKS else None
+    reason = blocked(run, other_python)
     if reason:  # before anything starts: no run folder, one clear message
         raise SystemExit(f"cannot run {run.key} here: {reason}")
     Path(snakemake.log[0]).parent.mkdir(parents=True, exist_ok=True)
     with open(snakemake.log[0], "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-        train_run(run, p, snakemake)
+        train_run(run, p, snakemake, other_python, log)
 
 
-def train_run(run, p, snakemake) -> None:
+def train_run(run, p, snakemake, other_python, log) -> None:
     from algorithms.common.runfiles import atomic_write_json
-    from algorithms.common.trainer import build_config, train
 
     overrides = {**run.overrides_dict(), "task": run.task, "seed": str(run.seed), "name": run.name,
                  "results_dir": p.results_dir, "device": p.device, "progress": "false",
                  "threads": str(snakemake.threads)}
     if run.steps:
         overrides["steps"] = str(run.steps)
-    run_dir = train(build_config(run.algo, None, overrides))
+    if other_python and Path(other_python).resolve() != Path(sys.executable).resolve():
+        # the ManiSkill2 environment (numpy < 1.24): the same trainer through its own interpreter
+        cmd = [other_python, "-m", "algorithms.cli", "train", "--algo", run.algo,
+               *(f"{k}={v}" for k, v in overrides.items())]
+        code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
+        if code != 0:
+            raise SystemExit(f"run {run.key}: the trainer under {other_python} exited with {code} (see the log)")
+        run_dir = Path(p.results_dir) / "runs" / run.key
+    else:
+        from algorithms.common.trainer import build_config, train
+
+        run_dir = train(build_config(run.algo, None, overrides))
     info = json.loads((Path(run_dir) / "run.json").read_text())
     if info.get("status") != "finished":
         raise SystemExit(f"run {run.key} ended with status {info.get('status')!r}; run the workflow again to resume")
