@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     from algorithms.common.checkpoint import CheckpointError
     from algorithms.common.config import ConfigError
     from algorithms.common.trainer import NonFiniteLossError, RunError, RunInterrupted
-    from analysis.load import AnalysisInputError
+    from analysis import AnalysisInputError
     from envs import SuiteNotInstalledError, UnknownTaskError
 
     parser = build_parser()

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from analysis import AnalysisInputError
 from analysis.scores import normalised_score
 from envs.registry import TASKS, TaskSpec
 
@@ -31,10 +32,6 @@ PROBLEM_COLUMNS = ["kind", "path", "algorithm", "task", "seed", "message"]
 # The TD-MPC2-era release names the MyoSuite hand tasks `myo-hand-reach`; the registry (and mbdpo's) `myo-reach`.
 _PUBLISHED_ALIASES = {re.compile(r"^myo-hand-"): "myo-"}
 PIXELS_SUFFIX = "-pixels"
-
-
-class AnalysisInputError(ValueError):
-    """Input the analysis cannot use at all (no runs, no published folder): the message says what was expected."""
 
 
 @dataclass

@@ -16,4 +16,8 @@ if [ ! -f "$stamp" ]; then
   "$venv/bin/pip" install -q --no-deps -e .
   touch "$stamp"
 fi
-"$venv/bin/python" -c "import mani_skill2, numpy, gymnasium, envs, algorithms.common.trainer; print('maniskill2', mani_skill2.__version__, 'numpy', numpy.__version__, 'gymnasium', gymnasium.__version__)"
+"$venv/bin/python" -c "
+from importlib.metadata import version
+import mani_skill2, numpy, gymnasium, envs, algorithms.common.trainer  # the harness imports under the old numpy
+print('mani-skill2', version('mani-skill2'), 'sapien', version('sapien'), 'numpy', numpy.__version__,
+      'gymnasium', gymnasium.__version__)"

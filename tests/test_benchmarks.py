@@ -48,12 +48,15 @@ def metrics(records: list[dict]) -> dict[str, dict]:
 
 
 def test_env_step():
-    records = run_benchmark("env_step.py", "--steps", "200", "--repeats", "2", "--block", "50", "--warmup", "50")
+    records = run_benchmark("env_step.py", "--steps", "200", "--repeats", "2", "--block", "50", "--warmup", "50",
+                            "--tasks", "cartpole-balance,mw-assembly,myo-reach,lift-cube")
     by_metric = metrics(records)
-    assert set(by_metric) == {("cartpole-balance", m) for m in ("wrapper_us_per_step", "raw_us_per_step", "ratio")}
-    ratio = by_metric[("cartpole-balance", "ratio")]
-    assert ratio["goal"] == 1.05 and ratio["meets_goal"] == (ratio["value"] <= 1.05)
-    assert ratio["steps"] == 200 and ratio["repeats"] == 2 and ratio["action_repeat"] == 2
+    tasks = ("cartpole-balance", "mw-assembly", "myo-reach")  # lift-cube: ManiSkill2 cannot run here
+    assert set(by_metric) == {(t, m) for t in tasks for m in ("wrapper_us_per_step", "raw_us_per_step", "ratio")}
+    for task, repeat in zip(tasks, (2, 2, 1)):
+        ratio = by_metric[(task, "ratio")]
+        assert ratio["goal"] == 1.05 and ratio["meets_goal"] == (ratio["value"] <= 1.05)
+        assert ratio["steps"] == 200 and ratio["repeats"] == 2 and ratio["action_repeat"] == repeat
 
 
 @pytest.mark.skipif(_rendering_reason() is not None, reason=str(_rendering_reason()))
