@@ -25,6 +25,7 @@ ALGORITHMS: dict[str, AlgorithmEntry] = {
         AlgorithmEntry("sac", "algorithms.sac", "Soft actor-critic: twin Q, tanh-Gaussian actor, auto entropy"),
         AlgorithmEntry("tdmpc2", "algorithms.tdmpc2", "TD-MPC2: latent world model + MPPI planning"),
         AlgorithmEntry("mbdpo", "algorithms.mbdpo", "MBDPO: world model + energy + Monte Carlo diffusion planner"),
+        AlgorithmEntry("dreamerv3", "algorithms.dreamerv3", "DreamerV3: RSSM world model, actor-critic in imagination"),
     )
 }
 

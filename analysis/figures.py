@@ -76,7 +76,8 @@ def _grid(n: int, ncols: int, size: tuple[float, float] = (3.2, 2.6)) -> tuple[F
 
 
 def _millions(ax) -> None:
-    ax.xaxis.set_major_formatter(lambda x, _: f"{x / 1e6:g}M" if x >= 1e6 or x == 0 else f"{x / 1e3:g}k")
+    ax.xaxis.set_major_formatter(lambda x, _: "0" if x == 0 else f"{x / 1e6:g}M" if abs(x) >= 1e6
+                                 else f"{x / 1e3:g}k")
 
 
 def _legend(fig: Figure, handles_from) -> None:
@@ -257,7 +258,8 @@ def diagnostics_curves(train: pd.DataFrame, columns: Iterable[str] = ("cross_td_
                 sub = sub.assign(**{column: sub.groupby(["task", "seed"])[column].transform(
                     lambda s: s.rolling(smooth, min_periods=1).mean())})
             stats = sub.groupby("step")[column].agg(["mean", "std"]).fillna(0.0)
-            ax.plot(stats.index, stats["mean"], color=palette[alg], label=display_name(alg))
+            ax.plot(stats.index, stats["mean"], color=palette[alg], label=display_name(alg),
+                    marker="o" if len(stats) <= 20 else None, ms=3)  # a short run logs a few points
             ax.fill_between(stats.index, stats["mean"] - stats["std"], stats["mean"] + stats["std"],
                             color=palette[alg], alpha=0.2, lw=0)
     _legend(fig, next((ax for ax in axes if ax.get_legend_handles_labels()[0]), axes[0]))

@@ -19,7 +19,7 @@ from envs.registry import DOMAINS, TASKS, UnknownTaskError, get_task
 
 # Algorithms the paper's grid names that are not registered yet: they stay in the grid, a dry run lists them,
 # a job of theirs stops before it starts. An algorithm leaves this list by being added to algorithms/registry.py.
-PLANNED_ALGORITHMS = {"dreamerv3": "DreamerV3 is not implemented yet (its own issue)"}
+PLANNED_ALGORITHMS: dict[str, str] = {}  # e.g. {"ppo": "PPO is not implemented yet (issue N)"}
 SUITES = ("dmcontrol", "metaworld", "maniskill2", "myosuite")
 COMPLETE_MARKER = "complete.json"
 
@@ -156,7 +156,9 @@ def expand(config: dict) -> list[Run]:
 
     for i, block in enumerate(config.get("experiments") or []):
         where = f"experiments[{i}]"
-        algos = [_check_algo(a, f"{where}.algorithms") for a in block.get("algorithms") or []]
+        # `all`: every registered algorithm, so a newly registered one joins without a config change
+        names = [a for item in block.get("algorithms") or [] for a in (ALGORITHMS if item == "all" else [item])]
+        algos = list(dict.fromkeys(_check_algo(a, f"{where}.algorithms") for a in names))
         if not algos:
             raise PlanError(f"{where}: 'algorithms' must list at least one of {', '.join(ALGORITHMS)}")
         tasks = resolve_tasks(block.get("tasks"), f"{where}.tasks")
