@@ -114,3 +114,10 @@ def test_workflow_dag():
     assert record["metric"] == "dry_run_s" and record["task"] == "config/ablations.yaml"
     assert record["jobs"] == 180 + 2  # the runs, the analysis and `all`
     assert record["goal"] == 10.0 and record["meets_goal"] == (record["value"] <= 10.0)
+
+
+def test_dreamerv3_step():
+    records = run_benchmark("dreamerv3_step.py", "--sizes", "size1m", "--updates", "1", "--acts", "2", "--repeats",
+                            "1", "--batch-size", "2", "--batch-length", "8", "--threads", "1")
+    assert {r["metric"] for r in records} == {"ms_per_update", "updates_per_s", "act_ms", "ms_per_agent_step_at_ratio"}
+    assert all(r["size"] == "size1m" and r["batch_size"] == 2 and r["parameters"] > 0 for r in records)

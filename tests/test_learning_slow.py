@@ -26,3 +26,10 @@ def test_mbdpo_learns_cartpole_balance_on_cpu(tmp_path):
     """MBDPO, 1.7M preset, T = 5 x N = 128 on CPU: eval return >= 700 by 40k env steps."""
     result = run_check("mbdpo-cartpole-cpu", str(tmp_path), {"progress": "false"})
     assert result.passed, result.as_dict()
+
+
+@pytest.mark.slow
+def test_dreamerv3_learns_cartpole_balance_on_cpu(tmp_path):
+    """DreamerV3, size1m at train ratio 128 on CPU: eval return >= 800 by 30k env steps (untrained ~590)."""
+    result = run_check("dreamerv3-cartpole-cpu", str(tmp_path), {"progress": "false"})
+    assert result.passed, result.as_dict()
