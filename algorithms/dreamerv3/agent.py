@@ -190,7 +190,7 @@ class Agent(AgentBase):
         tokens = self.encoder(obs if self.pixels else obs.float())
         h, z = self.rssm.initial(batch, self.device)
         prev = torch.cat([torch.zeros_like(actions[:, :1]), actions], 1)
-        hs, zs, posts, priors = [], [], [], []
+        hs, zs, posts = [], [], []
         for t in range(steps):
             h = self.rssm.img_step(h, z, prev[:, t])
             post = self.rssm.posterior(h, tokens[:, t])
@@ -198,8 +198,8 @@ class Agent(AgentBase):
             hs.append(h)
             zs.append(z)
             posts.append(post)
-            priors.append(self.rssm.prior(h))
-        return torch.stack(hs, 1), torch.stack(zs, 1), torch.stack(posts, 1), torch.stack(priors, 1)
+        hs = torch.stack(hs, 1)
+        return hs, torch.stack(zs, 1), torch.stack(posts, 1), self.rssm.prior(hs)  # priors in one batched call
 
     def imagine(self, h: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Sec. 3: roll the policy out in the model for ``imag_horizon`` steps from detached starts; returns

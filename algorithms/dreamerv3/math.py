@@ -6,15 +6,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+# Sec. 2, eq. (1): symlog(x) = sign(x)·ln(|x| + 1) and its inverse symexp — the same functions TD-MPC2 uses.
+from algorithms.world_model.math import symexp, symlog
 
-def symlog(x: torch.Tensor) -> torch.Tensor:
-    """Sec. 2, eq. (1): symlog(x) = sign(x) · ln(|x| + 1), compressing large magnitudes of either sign."""
-    return torch.sign(x) * torch.log1p(torch.abs(x))
-
-
-def symexp(x: torch.Tensor) -> torch.Tensor:
-    """Sec. 2: the inverse of :func:`symlog`, sign(x) · (exp(|x|) − 1)."""
-    return torch.sign(x) * torch.expm1(torch.abs(x))
+__all__ = ["symexp", "symlog"]  # re-exported: DreamerV3's modules and tests read them from here
 
 
 def twohot_bins(num_bins: int = 255, low: float = -20.0, high: float = 20.0) -> torch.Tensor:
