@@ -14,7 +14,7 @@ import os
 import platform
 import statistics
 import sys
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 REQUIRED_KEYS = ("benchmark", "metric", "value", "unit", "task", "steps", "repeats", "device", "torch_threads")
 
@@ -66,3 +66,25 @@ def quartiles(values: Sequence[float]) -> tuple[float, float]:
 
 def csv_list(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def time_update_and_act(update: Callable[[], Any], act: Callable[[], Any], updates: int, acts: int, repeats: int,
+                        sync: Callable[[], Any], label: str) -> tuple[list[float], list[float]]:
+    """Per repeat: ms per ``update()`` over ``updates`` calls, then ms per ``act()`` over ``acts`` calls
+    (``sync`` waits for the device before each clock read). Returns (update_ms, act_ms), one entry per repeat."""
+    import time
+
+    update_ms, act_ms = [], []
+    for r in range(repeats):
+        tic = time.perf_counter()
+        for _ in range(updates):
+            update()
+        sync()
+        update_ms.append((time.perf_counter() - tic) / updates * 1e3)
+        tic = time.perf_counter()
+        for _ in range(acts):
+            act()
+        sync()
+        act_ms.append((time.perf_counter() - tic) / acts * 1e3)
+        log(f"{label} repeat {r}: {update_ms[-1]:.1f} ms/update, {act_ms[-1]:.2f} ms/act")
+    return update_ms, act_ms

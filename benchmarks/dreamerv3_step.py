@@ -13,11 +13,10 @@ updates by the train ratio; ``updates_per_s`` its inverse; ``act_ms`` one recurr
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 
-from _common import csv_list, emit, log, median, torch_threads
+from _common import csv_list, emit, median, time_update_and_act, torch_threads
 from sac_updates import fill_buffer
 
 BENCHMARK = "dreamerv3_step"
@@ -61,19 +60,9 @@ def main() -> None:
         agent.train_step(buffer)  # warm-up
         agent.act(obs, eval_mode=False)
         sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-        update_ms, act_ms = [], []
-        for r in range(args.repeats):
-            tic = time.perf_counter()
-            for _ in range(args.updates):
-                agent.train_step(buffer)
-            sync()
-            update_ms.append((time.perf_counter() - tic) / args.updates * 1e3)
-            tic = time.perf_counter()
-            for _ in range(args.acts):
-                agent.act(obs, eval_mode=False)
-            sync()
-            act_ms.append((time.perf_counter() - tic) / args.acts * 1e3)
-            log(f"{size} repeat {r}: {update_ms[-1]:.0f} ms/update, {act_ms[-1]:.2f} ms/act")
+        update_ms, act_ms = time_update_and_act(lambda: agent.train_step(buffer),
+                                                lambda: agent.act(obs, eval_mode=False),
+                                                args.updates, args.acts, args.repeats, sync, size)
         params = sum(p.numel() for p in agent.modules_.parameters())
         per_step = median(act_ms) + median(update_ms) * agent.train_ratio / (agent.cfg.batch_size
                                                                                * agent.cfg.batch_length)

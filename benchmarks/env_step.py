@@ -37,6 +37,57 @@ def seeded_reset(dm_env, seed: int) -> None:
     dm_env.reset()
 
 
+def time_side_by_side(task: str, run_wrapper, run_raw, actions: np.ndarray, raw_actions: np.ndarray,
+                      reset_both, same_work, episode: int, block: int, blocks_per_repeat: int, repeats: int,
+                      warmup: int, seed: int) -> dict:
+    """Time ``run_wrapper`` and ``run_raw`` (each runs one block of actions, returns ns) in alternating order,
+    resetting both copies with ``reset_both(seed)`` before a block would cross the episode limit, and checking
+    ``same_work()`` after every block. Returns the per-block medians and ratios."""
+    episode_seed, in_episode = seed, 0
+    reset_both(episode_seed)
+
+    def maybe_reset() -> None:
+        nonlocal in_episode, episode_seed
+        if in_episode + block > episode:
+            episode_seed += 1
+            reset_both(episode_seed)
+            in_episode = 0
+
+    # Warm-up (untimed): caches, lazily built simulator objects, CPU frequency.
+    for _ in range(max(1, warmup // block)):
+        maybe_reset()
+        run_wrapper(actions[-1])
+        run_raw(raw_actions[-1])
+        in_episode += block
+
+    wrapper_us, raw_us, ratios, repeat_ratios = [], [], [], []
+    for r in range(repeats):
+        w_total = r_total = 0
+        for b in range(blocks_per_repeat):
+            i = r * blocks_per_repeat + b
+            maybe_reset()
+            if i % 2 == 0:
+                tw, tr = run_wrapper(actions[i]), run_raw(raw_actions[i])
+            else:
+                tr, tw = run_raw(raw_actions[i]), run_wrapper(actions[i])
+            in_episode += block
+            if not same_work():
+                raise AssertionError(f"{task}: wrapper and raw copies diverged: not the same simulator work")
+            wrapper_us.append(tw / 1e3 / block)
+            raw_us.append(tr / 1e3 / block)
+            ratios.append(tw / tr)
+            w_total += tw
+            r_total += tr
+        repeat_ratios.append(w_total / r_total)
+        log(f"[env_step] {task} repeat {r + 1}/{repeats}: wrapper {w_total / 1e3 / (blocks_per_repeat * block):.1f} "
+            f"us/step, raw {r_total / 1e3 / (blocks_per_repeat * block):.1f} us/step, ratio {w_total / r_total:.3f}")
+    return {
+        "wrapper_us": median(wrapper_us), "raw_us": median(raw_us), "ratio": median(ratios),
+        "ratio_iqr": quartiles(ratios), "repeat_ratios": [round(x, 4) for x in repeat_ratios],
+        "block": block, "blocks": blocks_per_repeat * repeats, "timed_steps": blocks_per_repeat * block,
+    }
+
+
 def bench_task(task: str, steps: int, repeats: int, block: int, seed: int, warmup: int) -> dict:
     from envs import make_env
 
@@ -74,58 +125,17 @@ def bench_task(task: str, steps: int, repeats: int, block: int, seed: int, warmu
                 step(a)
         return time.perf_counter_ns() - t0
 
-    episode_seed = seed
-    env.reset(seed=episode_seed)
-    seeded_reset(raw, episode_seed)
-    in_episode = 0
+    def reset_both(episode_seed: int) -> None:
+        env.reset(seed=episode_seed)
+        seeded_reset(raw, episode_seed)
 
-    def maybe_reset() -> None:
-        nonlocal in_episode, episode_seed
-        if in_episode + block > episode:
-            episode_seed += 1
-            env.reset(seed=episode_seed)
-            seeded_reset(raw, episode_seed)
-            in_episode = 0
-
-    # Warm-up (untimed): caches, lazily built dm_control objects, CPU frequency.
-    for _ in range(max(1, warmup // block)):
-        maybe_reset()
-        run_wrapper(actions[-1])
-        run_raw(dm_actions[-1])
-        in_episode += block
-
-    wrapper_us, raw_us, ratios, repeat_ratios = [], [], [], []
-    for r in range(repeats):
-        w_total = r_total = 0
-        for b in range(blocks_per_repeat):
-            i = r * blocks_per_repeat + b
-            maybe_reset()
-            if i % 2 == 0:
-                tw = run_wrapper(actions[i])
-                tr = run_raw(dm_actions[i])
-            else:
-                tr = run_raw(dm_actions[i])
-                tw = run_wrapper(actions[i])
-            in_episode += block
-            if not np.array_equal(wrapper.physics.data.qpos, raw.physics.data.qpos):
-                raise AssertionError(f"{task}: wrapper and raw copies diverged: not the same physics work")
-            wrapper_us.append(tw / 1e3 / block)
-            raw_us.append(tr / 1e3 / block)
-            ratios.append(tw / tr)
-            w_total += tw
-            r_total += tr
-        repeat_ratios.append(w_total / r_total)
-        log(f"[env_step] {task} repeat {r + 1}/{repeats}: wrapper {w_total / 1e3 / (blocks_per_repeat * block):.1f} "
-            f"us/step, raw {r_total / 1e3 / (blocks_per_repeat * block):.1f} us/step, "
-            f"ratio {w_total / r_total:.3f}")
+    result = time_side_by_side(
+        task, run_wrapper, run_raw, actions, dm_actions, reset_both,
+        lambda: np.array_equal(wrapper.physics.data.qpos, raw.physics.data.qpos),
+        episode, block, blocks_per_repeat, repeats, warmup, seed)
     env.close()
     raw.close()
-    return {
-        "wrapper_us": median(wrapper_us), "raw_us": median(raw_us), "ratio": median(ratios),
-        "ratio_iqr": quartiles(ratios), "repeat_ratios": [round(x, 4) for x in repeat_ratios],
-        "block": block, "blocks": total_blocks, "timed_steps": blocks_per_repeat * block,
-        "action_repeat": repeat,
-    }
+    return {**result, "action_repeat": repeat}
 
 
 def bench_adapter_task(task: str, steps: int, repeats: int, block: int, seed: int, warmup: int) -> dict:
@@ -164,53 +174,14 @@ def bench_adapter_task(task: str, steps: int, repeats: int, block: int, seed: in
         last["raw"] = np.asarray(out[0], dtype=np.float32)
         return t
 
-    episode_seed, in_episode = seed, 0
-
-    def reset_both() -> None:
+    def reset_both(episode_seed: int) -> None:
         env.reset(seed=episode_seed)
         other.reset(seed=episode_seed)
 
-    reset_both()
-
-    def maybe_reset() -> None:
-        nonlocal in_episode, episode_seed
-        if in_episode + block > episode:
-            episode_seed += 1
-            reset_both()
-            in_episode = 0
-
-    for _ in range(max(1, warmup // block)):
-        maybe_reset()
-        run_wrapper(actions[-1])
-        run_raw(raw_actions[-1])
-        in_episode += block
-
-    wrapper_us, raw_us, ratios, repeat_ratios = [], [], [], []
-    for r in range(repeats):
-        w_total = r_total = 0
-        for b in range(blocks_per_repeat):
-            i = r * blocks_per_repeat + b
-            maybe_reset()
-            if i % 2 == 0:
-                tw, tr = run_wrapper(actions[i]), run_raw(raw_actions[i])
-            else:
-                tr, tw = run_raw(raw_actions[i]), run_wrapper(actions[i])
-            in_episode += block
-            if not np.array_equal(last["wrapper"], last["raw"]):
-                raise AssertionError(f"{task}: wrapper and raw copies diverged: not the same simulator work")
-            wrapper_us.append(tw / 1e3 / block)
-            raw_us.append(tr / 1e3 / block)
-            ratios.append(tw / tr)
-            w_total += tw
-            r_total += tr
-        repeat_ratios.append(w_total / r_total)
-        log(f"[env_step] {task} repeat {r + 1}/{repeats}: wrapper {w_total / 1e3 / (blocks_per_repeat * block):.1f} "
-            f"us/step, raw {r_total / 1e3 / (blocks_per_repeat * block):.1f} us/step, ratio {w_total / r_total:.3f}")
-    return {
-        "wrapper_us": median(wrapper_us), "raw_us": median(raw_us), "ratio": median(ratios),
-        "ratio_iqr": quartiles(ratios), "repeat_ratios": [round(x, 4) for x in repeat_ratios],
-        "block": block, "blocks": total_blocks, "timed_steps": blocks_per_repeat * block, "action_repeat": repeat,
-    }
+    result = time_side_by_side(task, run_wrapper, run_raw, actions, raw_actions, reset_both,
+                               lambda: np.array_equal(last["wrapper"], last["raw"]),
+                               episode, block, blocks_per_repeat, repeats, warmup, seed)
+    return {**result, "action_repeat": repeat}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -13,11 +13,10 @@ the other in the same process, so their ratio is the comparable figure on a nois
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 
-from _common import csv_list, emit, log, median, torch_threads
+from _common import csv_list, emit, median, time_update_and_act, torch_threads
 from sac_updates import fill_buffer
 
 BENCHMARK = "tdmpc2_step"
@@ -62,20 +61,9 @@ def main() -> None:
         obs = env.reset(seed=0)[0]
         agent.update(buffer)
         agent.act(obs, eval_mode=False)
-        update_ms, act_ms = [], []
-        for r in range(args.repeats):
-            sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-            tic = time.perf_counter()
-            for _ in range(args.updates):
-                agent.update(buffer)
-            sync()
-            update_ms.append((time.perf_counter() - tic) / args.updates * 1e3)
-            tic = time.perf_counter()
-            for _ in range(args.acts):
-                agent.act(obs, eval_mode=False)
-            sync()
-            act_ms.append((time.perf_counter() - tic) / args.acts * 1e3)
-            log(f"{size} repeat {r}: {update_ms[-1]:.1f} ms/update, {act_ms[-1]:.1f} ms/act")
+        sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+        update_ms, act_ms = time_update_and_act(lambda: agent.update(buffer), lambda: agent.act(obs, eval_mode=False),
+                                                args.updates, args.acts, args.repeats, sync, size)
         context = dict(task=args.task, model_size=size, parameters=agent.model.num_parameters(),
                        steps=args.updates, repeats=args.repeats, device=str(device), torch_threads=torch_threads(),
                        batch_size=agent.cfg.batch_size, num_samples=agent.cfg.num_samples,
