@@ -1,7 +1,6 @@
 ANALYSIS = config.get("analysis") or {}
 ANALYSIS_OUT = ANALYSIS.get("out", f"{RESULTS}/analysis")
 RUNNABLE = [run for run in RUNS if run.key not in BLOCKED] if config.get("skip_blocked") else RUNS
-CAPTIONS = Path(workflow.basedir) / "report"
 
 
 rule analyze:
