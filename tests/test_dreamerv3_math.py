@@ -100,3 +100,15 @@ def test_bounded_normal():
     torch.testing.assert_close(dist.mean, torch.tensor([[1.0, -1.0]]))
     torch.testing.assert_close(dist.base_dist.stddev, torch.tensor([[0.1, 1.0]]))
     assert dist.log_prob(torch.zeros(1, 2)).shape == (1,)
+
+
+def test_twohot_bins_are_mirrored_and_uniform_logits_predict_zero():
+    bins = dm.twohot_bins()
+    assert torch.equal(bins, -bins.flip(0)) and bins[127] == 0.0
+    assert torch.equal(dm.twohot_mean(torch.zeros(4, 255), bins), torch.zeros(4))  # a plain float32 sum: −0.32
+    logits = torch.randn(64, 255, dtype=torch.float64) * 3.0
+    logits[:, 120:135] += 30.0  # mass near zero, as a trained head has
+    torch.testing.assert_close(dm.twohot_mean(logits.float(), bins), dm.twohot_mean(logits, bins.double()).float(),
+                               rtol=1e-5, atol=1e-4)
+    with pytest.raises(ValueError, match="must be odd"):
+        dm.twohot_bins(254)

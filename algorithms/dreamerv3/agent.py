@@ -25,6 +25,7 @@ from algorithms.common.agent import Agent as AgentBase
 from algorithms.common.buffer import ReplayBuffer
 from algorithms.common.config import ConfigError
 from algorithms.dreamerv3 import math as dm
+from algorithms.dreamerv3.behaviour import actor_critic_losses, imagine
 from algorithms.dreamerv3.networks import (RSSM, Actor, ConvDecoder, ConvEncoder, Linear, TwoHotHead,
                                            VectorDecoder, VectorEncoder, mlp)
 from algorithms.dreamerv3.optim import LaProp
@@ -201,18 +202,6 @@ class Agent(AgentBase):
         hs = torch.stack(hs, 1)
         return hs, torch.stack(zs, 1), torch.stack(posts, 1), self.rssm.prior(hs)  # priors in one batched call
 
-    def imagine(self, h: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Sec. 3: roll the policy out in the model for ``imag_horizon`` steps from detached starts; returns
-        features (H+1, N, F) and the actions taken (H, N, A) (sampled, without gradients: REINFORCE)."""
-        feats, actions = [self.rssm.features(h, z)], []
-        for _ in range(self.cfg.imag_horizon):
-            action = self.actor(feats[-1].detach()).sample()
-            h = self.rssm.img_step(h, z, action)
-            z = dm.sample_onehot_st(self.rssm.prior(h))
-            feats.append(self.rssm.features(h, z))
-            actions.append(action)
-        return torch.stack(feats), torch.stack(actions)
-
     def train_step(self, buffer: ReplayBuffer) -> dict[str, float]:
         cfg = self.cfg
         batch = buffer.sample(cfg.batch_size, horizon=cfg.batch_length)
@@ -235,24 +224,15 @@ class Agent(AgentBase):
         # ---- imagination (sec. 3) from every posterior state, gradients stopped at the starts
         n = h.shape[0] * h.shape[1]
         start_h, start_z = h.reshape(n, -1).detach(), z.reshape(n, *z.shape[2:]).detach()
-        feats, imag_actions = self.imagine(start_h, start_z)
-        feats = feats.detach()
+        feats, imag_actions = imagine(self.rssm, self.actor, start_h, start_z, cfg.imag_horizon)
         with torch.no_grad():
+            feats = feats.detach()
             imag_reward = self.reward.mean(feats[1:])
             imag_cont = torch.sigmoid(self.cont(feats).squeeze(-1))
-            start_cont = torch.cat([torch.ones_like(cont_target[:, :1]), cont_target], 1).reshape(n)
-            imag_cont[0] = start_cont
-            values = self.critic.mean(feats)
-            returns = dm.lambda_returns(imag_reward, values, imag_cont[1:], cfg.lam)  # (H, N)
-            weight = torch.cumprod(imag_cont[:-1], 0)  # w_t = Π_{k≤t} c_k, including c_0
-            scale = self.retnorm.update(returns).to(self.device)
-            advantage = (returns - values[:-1]) / scale
-        dist = self.actor(feats[:-1])
-        policy_loss = -(weight * (dist.log_prob(imag_actions) * advantage + cfg.entropy * dist.entropy())).mean()
-        value_logits_loss = self.critic.loss(feats[:-1], returns)
-        with torch.no_grad():
-            slow_target = self.slow_critic.mean(feats[:-1])
-        value_loss = (weight * (value_logits_loss + self.critic.loss(feats[:-1], slow_target))).mean()
+            imag_cont[0] = torch.cat([torch.ones_like(cont_target[:, :1]), cont_target], 1).reshape(n)
+        behaviour = actor_critic_losses(self.actor, self.critic, self.slow_critic, self.retnorm, feats, imag_actions,
+                                        imag_reward, imag_cont, cfg.lam, cfg.entropy)
+        returns = behaviour.returns
 
         # ---- replay value loss: the critic on replay features (gradients into the model), λ-returns from real
         # rewards and continues, bootstrapped at each step from that state's imagined R_0
@@ -261,7 +241,7 @@ class Agent(AgentBase):
             replay_ret = dm.lambda_returns(rewards.T, boot.T, cont_target.T, cfg.lam).T  # (B, T)
         repval = self.critic.loss(feat[:, :-1], replay_ret).mean()
 
-        loss = (model_loss + cfg.loss_policy * policy_loss + cfg.loss_value * value_loss
+        loss = (model_loss + cfg.loss_policy * behaviour.policy + cfg.loss_value * behaviour.value
                 + cfg.loss_repval * repval)
         self.optim.zero_grad(set_to_none=True)
         loss.backward()
@@ -272,8 +252,9 @@ class Agent(AgentBase):
         self.num_updates += 1
         return {"model_loss": model_loss.item(), "rec_loss": rec.item(), "reward_loss": rew.item(),
                 "cont_loss": con.item(), "dyn_loss": dyn.mean().item(), "rep_loss": rep.mean().item(),
-                "policy_loss": policy_loss.item(), "value_loss": value_loss.item(), "repval_loss": repval.item(),
-                "policy_entropy": dist.entropy().mean().item(), "return_scale": float(scale),
+                "policy_loss": behaviour.policy.item(), "value_loss": behaviour.value.item(),
+                "repval_loss": repval.item(), "policy_entropy": behaviour.entropy.mean().item(),
+                "return_scale": float(behaviour.scale),
                 "imag_return": returns.mean().item()}
 
     # ---------------------------------------------------------------------------------------------- state

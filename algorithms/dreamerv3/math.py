@@ -12,9 +12,14 @@ from algorithms.world_model.math import symexp, symlog
 __all__ = ["symexp", "symlog"]  # re-exported: DreamerV3's modules and tests read them from here
 
 
-def twohot_bins(num_bins: int = 255, low: float = -20.0, high: float = 20.0) -> torch.Tensor:
-    """Sec. 2 (reward and critic heads): bin centres symexp(linspace(−20, 20, 255)) in raw space (official code)."""
-    return symexp(torch.linspace(low, high, num_bins))
+def twohot_bins(num_bins: int = 255, limit: float = 20.0) -> torch.Tensor:
+    """Sec. 2 (reward and critic heads): bin centres symexp(linspace(−20, 20, 255)) in raw space (official code).
+
+    Built as one half mirrored, so that bin −i is exactly −(bin i): ``twohot_mean`` relies on it."""
+    if num_bins % 2 == 0:
+        raise ValueError(f"num_bins must be odd (a bin at zero), got {num_bins}")
+    half = symexp(torch.linspace(-limit, 0.0, (num_bins + 1) // 2))
+    return torch.cat([half, -half[:-1].flip(0)])
 
 
 def twohot_encode(x: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
@@ -35,8 +40,16 @@ def twohot_encode(x: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
 
 
 def twohot_mean(logits: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
-    """The prediction of a two-hot head: Σᵢ softmax(logits)ᵢ · binᵢ (raw space)."""
-    return (torch.softmax(logits, dim=-1) * bins).sum(-1)
+    """The prediction of a two-hot head: Σᵢ softmax(logits)ᵢ · binᵢ (raw space).
+
+    Summed outwards in mirrored pairs, as the official code does: the end bins are ±4.9e8, so a plain
+    left-to-right float32 sum of uniform probabilities gives −0.32 instead of 0 at initialisation, and any
+    asymmetric rounding in the tails becomes a value offset."""
+    probs = torch.softmax(logits, dim=-1)
+    mid = bins.shape[-1] // 2
+    left = (probs[..., :mid] * bins[:mid]).flip(-1)
+    right = probs[..., mid + 1:] * bins[mid + 1:]
+    return (probs[..., mid] * bins[mid]) + (left + right).sum(-1)
 
 
 def twohot_loss(logits: torch.Tensor, target: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
