@@ -31,6 +31,6 @@ def test_mbdpo_learns_cartpole_balance_on_cpu(tmp_path):
 @pytest.mark.slow
 def test_dreamerv3_learns_cartpole_balance_on_cpu(tmp_path):
     """DreamerV3, size1m at train ratio 128 on CPU: eval return >= 750 by 100k env steps (untrained ~600; the
-    official curves reach 752-966 at 100k after a dip to ~200-300 at 20k). About 3 hours on 2 cores."""
+    official curves reach 752-966 at 100k after a dip to ~200-300 at 20k). About 2.6 hours on 2 cores."""
     result = run_check("dreamerv3-cartpole-cpu", str(tmp_path), {"progress": "false"})
     assert result.passed, result.as_dict()
