@@ -88,3 +88,17 @@ def time_update_and_act(update: Callable[[], Any], act: Callable[[], Any], updat
         act_ms.append((time.perf_counter() - tic) / acts * 1e3)
         log(f"{label} repeat {r}: {update_ms[-1]:.1f} ms/update, {act_ms[-1]:.2f} ms/act")
     return update_ms, act_ms
+
+
+def torch_task_setup(threads: int, device_name: str, task: str) -> tuple[Any, Any, Any, Any]:
+    """The agent benchmarks' shared start: OpenMP policy and torch threads, the device, the task's spec and one
+    environment. Returns (torch, device, spec, env)."""
+    import algorithms  # noqa: F401  (OpenMP wait policy before torch)
+    import torch
+
+    from algorithms.common.device import resolve_device
+    from envs import get_task, make_env
+
+    if threads:
+        torch.set_num_threads(threads)
+    return torch, resolve_device(device_name), get_task(task), make_env(task, seed=0)

@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from _common import csv_list, emit, log, median, torch_threads
+from _common import csv_list, emit, log, median, torch_task_setup, torch_threads
 from sac_updates import fill_buffer
 
 BENCHMARK = "mbdpo_step"
@@ -38,19 +38,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args()
 
-    import algorithms  # noqa: F401  (OpenMP wait policy before torch)
-    import torch
+    torch, device, spec, env = torch_task_setup(args.threads, args.device, args.task)
 
     from algorithms.common.buffer import ReplayBuffer
-    from algorithms.common.device import resolve_device
     from algorithms.registry import get_algorithm
-    from envs import get_task, make_env
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    spec = get_task(args.task)
-    env = make_env(args.task, seed=0)
     obs = env.reset(seed=0)[0]
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 

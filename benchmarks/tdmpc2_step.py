@@ -16,7 +16,7 @@ import argparse
 
 import numpy as np
 
-from _common import csv_list, emit, median, time_update_and_act, torch_threads
+from _common import csv_list, emit, median, time_update_and_act, torch_task_setup, torch_threads
 from sac_updates import fill_buffer
 
 BENCHMARK = "tdmpc2_step"
@@ -34,19 +34,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     args = parser.parse_args()
 
-    import algorithms  # noqa: F401  (OpenMP wait policy before torch)
-    import torch
+    torch, device, spec, env = torch_task_setup(args.threads, args.device, args.task)
 
     from algorithms.common.buffer import ReplayBuffer
-    from algorithms.common.device import resolve_device
     from algorithms.tdmpc2 import Agent, Config
-    from envs import get_task, make_env
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    spec = get_task(args.task)
-    env = make_env(args.task, seed=0)
     for size in csv_list(args.sizes):
         torch.manual_seed(0)
         overrides = {}
