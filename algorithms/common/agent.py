@@ -16,11 +16,14 @@ from envs.registry import TaskSpec
 class Agent(abc.ABC):
     """One algorithm's learner and actor.
 
-    ``horizon`` is the length of the sub-trajectories ``update`` samples from the buffer. ``update`` returns
+    ``horizon`` is the length of the sub-trajectories ``update`` samples from the buffer; the loop makes no update
+    before the buffer holds one (with ``replay_open_episode=False``: one in a finished episode). ``update`` returns
     scalar metrics (losses, diagnostics) by name; the loop stops the run if one is NaN or inf.
     """
 
     horizon: int = 1
+    replay_open_episode: bool = True
+    """Whether updates may sample the episode in progress (False: it enters the replay when it ends)."""
 
     def __init__(self, cfg: Any, spec: TaskSpec, observation_space: gym.spaces.Box,
                  action_space: gym.spaces.Box, device: torch.device):

@@ -3,7 +3,9 @@
 Storage is circular over slots. An episode of T steps takes T+1 consecutive slots: slot k holds the k-th
 observation and, for k < T, the action taken there, its reward and whether it terminated. A sub-trajectory
 of horizon H starting at slot i is valid when slots i..i+H belong to one episode and slots i..i+H-1 carry an
-action. Pixel observations are kept in their own dtype (uint8). Arrays are allocated at full capacity but
+action. With ``include_open_episode=False`` (the released TD-MPC2/MBDPO code, FIDELITY.md D8: an episode enters
+its buffer only when it ends) no sub-trajectory of the episode in progress is sampled until ``end_episode``.
+Pixel observations are kept in their own dtype (uint8). Arrays are allocated at full capacity but
 zero-filled lazily by the OS, so an unused capacity costs no memory.
 """
 
@@ -27,7 +29,7 @@ class Batch:
 
 class ReplayBuffer:
     def __init__(self, capacity: int, obs_shape: tuple[int, ...], obs_dtype: np.dtype, action_dim: int,
-                 seed: int):
+                 seed: int, include_open_episode: bool = True):
         if capacity < 2:
             raise ValueError(f"buffer capacity must be at least 2 slots, got {capacity}")
         self.capacity = capacity
@@ -40,6 +42,8 @@ class ReplayBuffer:
         self._next = 0
         self._size = 0
         self._episodes = 0
+        self.include_open_episode = include_open_episode
+        self._open = False  # the newest episode has not ended yet
         self._sampleable: set[int] = set()  # horizons known to have a valid start (stays true as data grows)
         self.rng = np.random.default_rng(seed)
 
@@ -63,6 +67,11 @@ class ReplayBuffer:
         """Start a new episode with its first observation."""
         self._write_obs(obs, self._episodes)
         self._episodes += 1
+        self._open = True
+
+    def end_episode(self) -> None:
+        """Close the episode in progress: from now on its sub-trajectories can be sampled."""
+        self._open = False
 
     def add(self, action: np.ndarray, reward: float, terminated: bool, next_obs: np.ndarray) -> None:
         """Append one step of the current episode: the action taken, its reward, the next observation."""
@@ -78,7 +87,10 @@ class ReplayBuffer:
     def _valid(self, starts: np.ndarray, horizon: int) -> np.ndarray:
         slots = (starts[:, None] + np.arange(horizon + 1)) % self.capacity
         same_episode = (self.episode[slots] == self.episode[slots[:, :1]]).all(axis=1)
-        return same_episode & self.has_action[slots[:, :horizon]].all(axis=1) & (self.episode[starts] >= 0)
+        valid = same_episode & self.has_action[slots[:, :horizon]].all(axis=1) & (self.episode[starts] >= 0)
+        if self._open and not self.include_open_episode:
+            valid &= self.episode[starts] != self._episodes - 1
+        return valid
 
     def can_sample(self, horizon: int) -> bool:
         if horizon not in self._sampleable:
@@ -110,7 +122,7 @@ class ReplayBuffer:
             "capacity": self.capacity, "next": self._next, "size": n, "episodes": self._episodes,
             "obs": self.obs[:n].copy(), "action": self.action[:n].copy(), "reward": self.reward[:n].copy(),
             "terminated": self.terminated[:n].copy(), "episode": self.episode[:n].copy(),
-            "has_action": self.has_action[:n].copy(), "rng": self.rng.bit_generator.state,
+            "has_action": self.has_action[:n].copy(), "rng": self.rng.bit_generator.state, "open": self._open,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -120,4 +132,6 @@ class ReplayBuffer:
         for name in ("obs", "action", "reward", "terminated", "episode", "has_action"):
             getattr(self, name)[:n] = state[name]
         self._next, self._size, self._episodes = state["next"], n, state["episodes"]
+        self._open = state["open"]
+        self._sampleable.clear()
         self.rng.bit_generator.state = state["rng"]

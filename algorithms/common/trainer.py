@@ -218,7 +218,8 @@ class OnlineTrainer:
                                             self.env.action_space, self.device)
         space = self.env.observation_space
         self.buffer = ReplayBuffer(cfg.buffer_size, space.shape, space.dtype, self.env.action_space.shape[0],
-                                   seed=derived_seed(cfg.seed, BUFFER))
+                                   seed=derived_seed(cfg.seed, BUFFER),
+                                   include_open_episode=self.agent.replay_open_episode)
         self.action_rng = np.random.default_rng(derived_seed(cfg.seed, SEED_ACTIONS))
         self.counters = {"env_step": 0, "episode": 0, "updates": 0, "evaluations": 0, "seeding_done": False,
                          "next_eval": 0, "next_checkpoint": self.schedule.checkpoint_every,
@@ -352,7 +353,9 @@ class OnlineTrainer:
             episode_return += float(reward)
             length += 1
             done = terminated or truncated
-            if c["env_step"] >= schedule.seed_env_steps:
+            if done:  # the released code adds it one step later, before that step's update: one update apart
+                self.buffer.end_episode()
+            if c["env_step"] >= schedule.seed_env_steps and self.buffer.can_sample(self.agent.horizon):
                 if not c["seeding_done"]:
                     c["seeding_done"] = True
                     metrics = self.agent.on_seeding_done(

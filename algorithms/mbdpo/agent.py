@@ -19,7 +19,7 @@ import torch
 from algorithms.common.buffer import ReplayBuffer
 from algorithms.common.config import ConfigError
 from algorithms.mbdpo.diffusion import ddpm_schedule, forward_noise
-from algorithms.mbdpo.energy import ClassifierEnergy, InfoNCEEnergy
+from algorithms.mbdpo.energy import CLASSIFIER_VARIANTS, ClassifierEnergy, InfoNCEEnergy, released_pairs
 from algorithms.mbdpo.planner import DiffusionConfig, DiffusionPlan, diffusion_plan, mc_score_estimate
 from algorithms.mbdpo.score_net import ScoreNetwork, score_matching_loss
 from algorithms.tdmpc2.agent import Agent as TDMPC2Agent
@@ -29,7 +29,7 @@ from algorithms.world_model.diagnostics import policy_drift, td_errors
 from algorithms.world_model.scale import RunningScale
 
 CHOICES = {
-    "energy": ("classifier", "infonce"), "weighting": ("zscore-elites", "softmax"),
+    "energy": ("classifier", "infonce"), "classifier": CLASSIFIER_VARIANTS, "energy_pairing": ("released", "aligned"), "weighting": ("zscore-elites", "softmax"),
     "sampler": ("deterministic", "ddpm"), "beta_schedule": ("linear", "cosine"),
     "value_target": ("prior", "diffusion"), "score_points": ("buffer", "buffer+chain"),
 }
@@ -49,10 +49,17 @@ class Config(TDMPC2Config):
     """Weight η of the classifier energy in the reward; 0 switches the energy off."""
     energy_lambda: float = 0.1
     """Weight λ of the InfoNCE energy in the reward; 0 switches the energy off."""
+    classifier: str = "released"
+    """How F is trained (FIDELITY.md D2): ``released`` (in the joint world-model loss on the detached rollout latents,
+    zero last layer, EMA of mean/std from (0, 1)) or ``state-conditional`` (encoder latents with their own actions,
+    own Adam after the policy step)."""
+    energy_pairing: str = "released"
+    """Positives of the ``released`` classifier: ``released`` (time-major latents against batch-major actions, as the
+    released code: nearly state-independent) or ``aligned`` (each rollout latent with its own action)."""
     energy_clip: float = 5.0
     """Clip of the normalised classifier output."""
     energy_ema: float = 0.99
-    """EMA rate of the classifier output's mean and variance."""
+    """EMA rate of the classifier output's mean and std."""
     infonce_negatives: int = 64
     """Sub-batch size of the InfoNCE loss (its B x B pairs cost quadratically)."""
     diffusion_steps: int = 20
@@ -87,6 +94,10 @@ class Config(TDMPC2Config):
     """Training points A_t: ``buffer`` (forward-noised buffer sequences) or ``buffer+chain`` (half from the reverse chain)."""
     value_target: str = "prior"
     """Bootstrap action of the TD target: ``prior`` (released, TD-MPC2's) or ``diffusion`` (the acting policy; needs the score network)."""
+    q_init: str = "torch-default"
+    """Q-ensemble hidden layers: the released MBDPO code's escape TD-MPC2's init (``torch-default``; FIDELITY.md D10)."""
+    target_q_pair: str = "first"
+    """Target Qs of the TD target: the released MBDPO code takes Q̄₀ and Q̄₁ (FIDELITY.md D7); ``random`` as TD-MPC2."""
 
     def validate(self) -> None:
         super().validate()
@@ -119,11 +130,17 @@ class Agent(TDMPC2Agent):
         self.diffusion_cfg = cfg.diffusion()
         if cfg.energy == "classifier":
             self.energy: torch.nn.Module = ClassifierEnergy(wm.latent_dim, action_dim, wm.mlp_dim, cfg.energy_ema,
-                                                            cfg.energy_clip)
+                                                            cfg.energy_clip, cfg.classifier)
         else:
             self.energy = InfoNCEEnergy(wm.latent_dim, action_dim, wm.mlp_dim, cfg.infonce_negatives)
         self.energy.to(device)
-        self.energy_optim = torch.optim.Adam(self.energy.parameters(), lr=cfg.lr)
+        self.energy_in_joint_loss = cfg.energy == "classifier" and cfg.classifier == "released"
+        if self.energy_in_joint_loss:  # one optimiser and one gradient clip with the world model, as released
+            self.optim.add_param_group({"params": list(self.energy.parameters())})
+            self.joint_parameters += list(self.energy.parameters())
+            self.energy_optim = None
+        else:
+            self.energy_optim = torch.optim.Adam(self.energy.parameters(), lr=cfg.lr)
         self.score_net = None
         if cfg.use_score_network:
             self.score_net = ScoreNetwork(wm.latent_dim, cfg.horizon, action_dim, wm.mlp_dim, cfg.score_t_dim).to(device)
@@ -187,7 +204,7 @@ class Agent(TDMPC2Agent):
         flat = next_z.reshape(-1, next_z.shape[-1])
         plan = self.plan_diffusion(flat, eval_mode=True, amortised=True)
         next_action = plan.action.view(*next_z.shape[:-1], -1)
-        return reward + self.discount * (1 - terminated) * self.model.Q(next_z, next_action, task, "min", target=True)
+        return reward + self.discount * (1 - terminated) * self.target_q(next_z, next_action, task)
 
     def update(self, buffer: ReplayBuffer) -> dict[str, float]:
         """World model and policy prior (TD-MPC2's step), then the energy, then the score network."""
@@ -195,7 +212,7 @@ class Agent(TDMPC2Agent):
         metrics = self.update_world_model(obs, action, reward, terminated, task)
         with torch.no_grad():
             z = self.model.encode(obs[0], task)
-        if self.energy_coef > 0:
+        if self.energy_coef > 0 and not self.energy_in_joint_loss:
             metrics.update(self.update_energy(z, action[0], task))
         if self.score_net is not None:
             metrics.update(self.update_score_network(z, action.transpose(0, 1), task))
@@ -204,8 +221,23 @@ class Agent(TDMPC2Agent):
             metrics.update(self.diagnostics(obs, action, reward, task))
         return metrics
 
+    def joint_loss_terms(self, rollout: torch.Tensor, action: torch.Tensor,
+                         task: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, float]]:
+        """The released classifier's loss inside the joint world-model loss: F on the H·B detached rollout latents,
+        negatives from the policy prior before this update's policy step (FIDELITY.md D2)."""
+        if not (self.energy_in_joint_loss and self.energy_coef > 0):
+            return super().joint_loss_terms(rollout, action, task)
+        if self.cfg.energy_pairing == "released":
+            z, positives = released_pairs(rollout, action)
+        else:
+            z, positives = rollout.reshape(-1, rollout.shape[-1]), action.reshape(-1, action.shape[-1])
+        task_rows = None if task is None else task.repeat(rollout.shape[0])
+        with torch.no_grad():
+            prior_action = self.model.pi(z, task_rows).action
+        return self.energy.loss(z, positives, prior_action)
+
     def update_energy(self, z: torch.Tensor, action: torch.Tensor, task: torch.Tensor | None) -> dict[str, float]:
-        """eq. (9) (InfoNCE) or the released classifier's BCE, on buffer latents and actions."""
+        """eq. (9) (InfoNCE) or the state-conditional classifier's BCE, on encoder latents and their actions."""
         with torch.no_grad():
             prior_action = self.model.pi(z, task).action
         loss, metrics = self.energy.loss(z, action, prior_action)
@@ -301,7 +333,8 @@ class Agent(TDMPC2Agent):
     # --- checkpoints ----------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
-        state.update(energy=self.energy.state_dict(), energy_optim=self.energy_optim.state_dict(),
+        state.update(energy=self.energy.state_dict(),
+                     energy_optim=None if self.energy_optim is None else self.energy_optim.state_dict(),
                      return_scale=self.return_scale.state_dict(),
                      chain_points=[(z.cpu(), x.cpu(), t) for z, x, t in self.chain_points])
         if self.score_net is not None:
@@ -311,7 +344,8 @@ class Agent(TDMPC2Agent):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.energy.load_state_dict(state["energy"])
-        self.energy_optim.load_state_dict(state["energy_optim"])
+        if self.energy_optim is not None:
+            self.energy_optim.load_state_dict(state["energy_optim"])
         self.return_scale.load_state_dict(state["return_scale"])
         self.chain_points.clear()
         self.chain_points.extend((z.to(self.device), x.to(self.device), t) for z, x, t in state["chain_points"])

@@ -54,14 +54,17 @@ def mc_weights(returns: torch.Tensor, temperature: float, weighting: str = "zsco
                scale: float | torch.Tensor = 1.0) -> torch.Tensor:
     """eq. (10): self-normalised weights of the N candidates (B, N) from their returns R̃.
 
-    ``zscore-elites`` (released code): logits (R̃ − mean)/std/τ, softmax over the top ``elites`` only.
+    ``zscore-elites`` (released code): logits (R̃ − mean)/std/τ (std < 1e-4 taken as 1), softmax over exactly the
+    top ``elites`` (FIDELITY.md D10).
     ``softmax`` (paper text): softmax(R̃ / (S τ)) over all candidates, S the running return scale.
     """
     if weighting == "zscore-elites":
-        logits = (returns - returns.mean(-1, keepdim=True)) / (returns.std(-1, keepdim=True) + 1e-8) / temperature
-        if elites < returns.shape[-1]:
-            threshold = torch.topk(logits, elites, dim=-1).values[..., -1:]
-            logits = logits.masked_fill(logits < threshold, float("-inf"))
+        std = returns.std(-1, keepdim=True)
+        std = torch.where(std < 1e-4, torch.ones_like(std), std)  # (near-)constant returns: divide by 1, as released
+        logits = (returns - returns.mean(-1, keepdim=True)) / std / temperature
+        if elites < returns.shape[-1]:  # exactly the top ``elites`` (ties broken by topk), as released
+            top = torch.topk(logits, elites, dim=-1).indices
+            logits = torch.full_like(logits, float("-inf")).scatter(-1, top, logits.gather(-1, top))
     elif weighting == "softmax":
         logits = returns / (scale * temperature)
     else:

@@ -84,7 +84,8 @@ def diffusion_plan(model: WorldModel, z: torch.Tensor, schedule: DiffusionSchedu
     ``deterministic`` (released): A_{T−1} = √ᾱ_{T−1}·(previous plan shifted by one step, zeros at episode start),
     then A_{t−1} = (A_t + (1−ᾱ_t)ŝ)/√α_t. ``ddpm`` (paper): A_{T−1} ~ N(0, I), then
     A_{t−1} = (A_t + β_t s)/√α_t + √β_t ε, no noise at the last step or in evaluation. ŝ is the MC score over
-    world-model rollouts (policy-prior rollouts mixed in), or ``score_fn`` (the score network) when given.
+    world-model rollouts (fresh policy-prior rollouts mixed in at every reverse step, as released: FIDELITY.md D3),
+    or ``score_fn`` (the score network) when given.
     In training, Gaussian exploration noise is added to the executed action. ``on_returns`` sees every batch
     of candidate returns R̃ (the paper's running return scale S is fitted to them).
     """
@@ -110,10 +111,12 @@ def diffusion_plan(model: WorldModel, z: torch.Tensor, schedule: DiffusionSchedu
             on_returns(returns)
         return returns
 
-    fixed = None
-    if score_fn is None and cfg.num_pi_trajs > 0:
+    def prior_candidates() -> torch.Tensor | None:  # fresh policy-prior rollouts (B, P, H, A) at every step (D3)
+        if cfg.num_pi_trajs == 0:
+            return None
         pi = policy_trajectories(model, z.unsqueeze(1).expand(b, cfg.num_pi_trajs, -1), h, task_b)  # (H, B, P, A)
-        fixed = pi.permute(1, 2, 0, 3)
+        return pi.permute(1, 2, 0, 3).clamp(-1, 1)
+
     chain: list[tuple[int, torch.Tensor]] = []
     estimate = None
     for t in range(steps - 1, 0, -1):
@@ -122,7 +125,7 @@ def diffusion_plan(model: WorldModel, z: torch.Tensor, schedule: DiffusionSchedu
         if score_fn is not None:
             score = score_fn(x, torch.full((b,), t, device=z.device), z)
         else:
-            estimate = mc_score_estimate(x, alpha_bar, returns_of, cfg, fixed, return_scale)
+            estimate = mc_score_estimate(x, alpha_bar, returns_of, cfg, prior_candidates(), return_scale)
             score = estimate.score
         if cfg.sampler == "deterministic":
             x = reverse_step_deterministic(x, score, alpha, alpha_bar)

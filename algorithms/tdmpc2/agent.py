@@ -20,8 +20,11 @@ from algorithms.common.config import ConfigError
 from algorithms.tdmpc2.planner import MPPIConfig, Plan, mppi_plan
 from algorithms.world_model import WorldModel, resolve
 from algorithms.world_model.diagnostics import policy_drift, td_errors
-from algorithms.world_model.presets import PRESETS
+from algorithms.world_model.presets import PRESETS, default_task_dim
 from algorithms.world_model.scale import RunningScale
+
+
+TARGET_Q_PAIRS = ("random", "first")
 
 
 @dataclass
@@ -40,8 +43,8 @@ class Config:
     """Override the preset's encoder depth."""
     num_q: int | None = None
     """Override the preset's Q-ensemble size."""
-    task_dim: int = 96
-    """Task-embedding size (multi-task only)."""
+    task_dim: int | None = None
+    """Task-embedding size (multi-task only); None = the released configs' 64 up to 30 tasks (mt30), 96 above (mt80)."""
     num_bins: int = 101
     """Two-hot bins of reward and value."""
     vmin: float = -10.0
@@ -51,7 +54,13 @@ class Config:
     simnorm_dim: int = 8
     """SimNorm group size."""
     dropout: float = 0.01
-    """Dropout in the first layer of each Q-function."""
+    """Dropout in the first layer of each Q-function (online Qs in training only; target Qs never drop out)."""
+    q_init: str = "trunc-normal"
+    """Q-ensemble hidden layers: ``trunc-normal`` (std 0.02, official TD-MPC2) or ``torch-default`` (nn.Linear's)."""
+    target_q_pair: str = "random"
+    """Target Qs of the TD target: ``random`` (two random members, official TD-MPC2) or ``first`` (Q̄₀, Q̄₁)."""
+    replay_open_episode: bool = False
+    """Sample the episode in progress (False: an episode enters the replay when it ends, as released)."""
     termination: bool = False
     """Learn a termination head (episodic tasks)."""
     lr: float = 3e-4
@@ -83,7 +92,9 @@ class Config:
     mpc: bool = True
     """Act by MPPI planning (otherwise by the policy prior)."""
     iterations: int = 6
-    """MPPI iterations."""
+    """MPPI iterations (``large_action_iterations`` more for action dimensions >= 20)."""
+    large_action_iterations: int = 2
+    """Extra MPPI iterations when the action dimension is >= 20 (dog, humanoid, MyoSuite hand), as official TD-MPC2."""
     num_samples: int = 512
     """MPPI action sequences per iteration."""
     num_elites: int = 64
@@ -112,16 +123,27 @@ class Config:
         if self.num_elites > self.num_samples or self.num_pi_trajs >= self.num_samples:
             raise ConfigError(f"need num_pi_trajs ({self.num_pi_trajs}) < num_samples ({self.num_samples}) "
                               f"and num_elites ({self.num_elites}) <= num_samples")
+        if self.target_q_pair not in TARGET_Q_PAIRS:
+            raise ConfigError(f"config key 'agent.target_q_pair' is {self.target_q_pair!r}; "
+                              f"valid: {', '.join(TARGET_Q_PAIRS)}")
+        if self.large_action_iterations < 0:
+            raise ConfigError(f"config key 'agent.large_action_iterations' must be non-negative, "
+                              f"got {self.large_action_iterations}")
         resolve(self.model_size, **self.model_overrides())
 
     def model_overrides(self) -> dict[str, Any]:
         names = {f.name for f in fields(Config)}
         keys = ("enc_dim", "mlp_dim", "latent_dim", "num_enc_layers", "num_q", "task_dim", "num_bins", "vmin",
-                "vmax", "simnorm_dim", "dropout", "tau", "termination")
+                "vmax", "simnorm_dim", "dropout", "tau", "termination", "q_init")
         return {k: getattr(self, k) for k in keys if k in names}
 
-    def mppi(self) -> MPPIConfig:
-        return MPPIConfig(horizon=self.horizon, iterations=self.iterations, num_samples=self.num_samples,
+    def planning_iterations(self, action_dim: int) -> int:
+        """MPPI iterations for an action space: official TD-MPC2 adds 2 from 20 action dimensions (FIDELITY.md D4)."""
+        return self.iterations + (self.large_action_iterations if action_dim >= 20 else 0)
+
+    def mppi(self, action_dim: int) -> MPPIConfig:
+        return MPPIConfig(horizon=self.horizon, iterations=self.planning_iterations(action_dim),
+                          num_samples=self.num_samples,
                           num_elites=self.num_elites, num_pi_trajs=self.num_pi_trajs, min_std=self.min_std,
                           max_std=self.max_std, temperature=self.temperature)
 
@@ -135,10 +157,12 @@ class Agent(AgentBase):
         cfg.validate()
         self.horizon = cfg.horizon
         self.discount = cfg.discount if cfg.discount is not None else spec.discount
-        self.model = WorldModel(resolve(cfg.model_size, **cfg.model_overrides()), observation_space.shape,
+        self.replay_open_episode = cfg.replay_open_episode
+        overrides = {**cfg.model_overrides(), "task_dim": cfg.task_dim or default_task_dim(num_tasks)}
+        self.model = WorldModel(resolve(cfg.model_size, **overrides), observation_space.shape,
                                 action_space.shape[0], num_tasks=num_tasks).to(device)
         self.task = torch.tensor([task_id], device=device) if num_tasks > 1 else None
-        self.mppi_cfg = cfg.mppi()
+        self.mppi_cfg = cfg.mppi(action_space.shape[0])
         model = self.model
         encoder_lr = cfg.lr * cfg.enc_lr_scale
         groups = [{"params": model._encoder.parameters(), "lr": encoder_lr},
@@ -149,6 +173,7 @@ class Agent(AgentBase):
         if model.multitask:
             groups.append({"params": model.task_emb.parameters()})
         self.optim = torch.optim.Adam(groups, lr=cfg.lr)
+        self.joint_parameters = list(model.parameters())  # what the joint loss's gradient clip sees
         self.pi_optim = torch.optim.Adam(model._pi.parameters(), lr=cfg.lr, eps=1e-5)
         self.scale = RunningScale(cfg.tau).to(device)
         self.prev_mean: torch.Tensor | None = None
@@ -198,12 +223,17 @@ class Agent(AgentBase):
         task = None if self.task is None else self.task.expand(obs.shape[1])
         return obs, action, reward, terminated, task
 
+    def target_q(self, next_z: torch.Tensor, next_action: torch.Tensor, task: torch.Tensor | None) -> torch.Tensor:
+        """min(Q̄_i, Q̄_j)(z', a'): two random target Qs, or Q̄₀ and Q̄₁ (``target_q_pair``, FIDELITY.md D7)."""
+        members = (0, 1) if self.cfg.target_q_pair == "first" else None
+        return self.model.Q(next_z, next_action, task, "min", target=True, members=members)
+
     @torch.no_grad()
     def td_target(self, next_z: torch.Tensor, reward: torch.Tensor, terminated: torch.Tensor,
                   task: torch.Tensor | None) -> torch.Tensor:
-        """y = r + γ (1 − d) min(Q̄_i, Q̄_j)(z', a'), a' ~ π(z'), two random target Qs."""
+        """y = r + γ (1 − d) min(Q̄_i, Q̄_j)(z', a'), a' ~ π(z')."""
         next_action = self.model.pi(next_z, task).action
-        return reward + self.discount * (1 - terminated) * self.model.Q(next_z, next_action, task, "min", target=True)
+        return reward + self.discount * (1 - terminated) * self.target_q(next_z, next_action, task)
 
     def update(self, buffer: ReplayBuffer) -> dict[str, float]:
         """One TD-MPC2 update: world model (consistency, reward, value[, termination]), then the policy prior."""
@@ -242,14 +272,15 @@ class Agent(AgentBase):
         consistency, reward_loss = consistency / cfg.horizon, reward_loss / cfg.horizon
         value_loss = value_loss / (cfg.horizon * q_logits.shape[0])
         total = cfg.consistency_coef * consistency + cfg.reward_coef * reward_loss + cfg.value_coef * value_loss
-        metrics: dict[str, float] = {}
+        extra, metrics = self.joint_loss_terms(rollout.detach(), action, task)
+        total = total + extra
         if model._termination is not None:
             termination_loss = F.binary_cross_entropy_with_logits(model.termination(zs_t[1:], task), terminated)
             total = total + cfg.termination_coef * termination_loss
             metrics["termination_loss"] = termination_loss.item()
         self.optim.zero_grad(set_to_none=True)
         total.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip_norm)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.joint_parameters, cfg.grad_clip_norm)
         self.optim.step()
 
         pi_metrics = self.update_pi(zs_t.detach(), task)
@@ -258,6 +289,12 @@ class Agent(AgentBase):
                        value_loss=value_loss.item(), total_loss=total.item(), grad_norm=grad_norm.item(),
                        **pi_metrics)
         return metrics
+
+    def joint_loss_terms(self, rollout: torch.Tensor, action: torch.Tensor,
+                         task: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, float]]:
+        """Losses of further networks trained inside the joint world-model loss (same optimiser and gradient clip),
+        from the detached rollout latents z_0..z_{H−1} (H, B, D) and their actions (H, B, A). None in TD-MPC2."""
+        return torch.zeros((), device=self.device), {}
 
     def update_pi(self, zs: torch.Tensor, task: torch.Tensor | None) -> dict[str, float]:
         """Policy prior: maximise ρ-weighted Q/scale + entropy_coef · scaled entropy over the rollout latents."""

@@ -90,6 +90,15 @@ class QEnsemble(nn.Module):
         self.out = EnsembleLinear(k, dims[-1], out_dim)
         self.k = k
 
+    @torch.no_grad()
+    def torch_default_hidden_init(self) -> None:
+        """Re-initialise the hidden layers as nn.Linear does (weights and biases U(±1/√fan_in)): the released
+        MBDPO code's ensemble escapes TD-MPC2's custom initialisation (FIDELITY.md D10)."""
+        for layer in self.hidden:
+            bound = 1 / math.sqrt(layer.weight.shape[1])
+            layer.weight.uniform_(-bound, bound)
+            layer.bias.uniform_(-bound, bound)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
         h = x.reshape(1, -1, x.shape[-1]).expand(self.k, -1, -1)

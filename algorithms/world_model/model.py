@@ -73,7 +73,16 @@ class WorldModel(nn.Module):
         # Zero-initialised output layers make the first reward and value predictions exactly 0.
         nn.init.zeros_(self._reward[-1].weight)
         nn.init.zeros_(self._Qs.out.weight)
-        self._target_Qs = copy.deepcopy(self._Qs).requires_grad_(False)
+        if cfg.q_init == "torch-default":
+            self._Qs.torch_default_hidden_init()
+        self._target_Qs = copy.deepcopy(self._Qs).requires_grad_(False).eval()
+
+    def train(self, mode: bool = True) -> WorldModel:
+        """Train/eval mode for every part but the target Qs, which stay in eval mode: no dropout in TD targets
+        (FIDELITY.md D10)."""
+        super().train(mode)
+        self._target_Qs.eval()
+        return self
 
     # --- task conditioning -----------------------------------------------------------------------------------
     def task_emb_of(self, x: torch.Tensor, task: torch.Tensor | None) -> torch.Tensor:
@@ -143,8 +152,10 @@ class WorldModel(nn.Module):
                             entropy=-log_prob_squashed, scaled_entropy=-log_prob_squashed * entropy_scale)
 
     def Q(self, z: torch.Tensor, action: torch.Tensor, task: torch.Tensor | None = None, return_type: str = "min",
-          target: bool = False, detach: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Q-values: ``all`` logits of every member (K, ..., bins); ``min``/``avg`` of two random members."""
+          target: bool = False, detach: bool = False, generator: torch.Generator | None = None,
+          members: tuple[int, int] | None = None) -> torch.Tensor:
+        """Q-values: ``all`` logits of every member (K, ..., bins); ``min``/``avg`` of two random members, or of
+        ``members`` when given."""
         x = self.task_emb_of(torch.cat([z, action], dim=-1), task)
         if target:
             logits = self._target_Qs(x)
@@ -153,12 +164,16 @@ class WorldModel(nn.Module):
             logits = torch.func.functional_call(self._Qs, params, (x,))
         else:
             logits = self._Qs(x)
-        return self._q_reduce(logits, return_type, generator)
+        return self._q_reduce(logits, return_type, generator, members)
 
-    def _q_reduce(self, logits: torch.Tensor, return_type: str, generator) -> torch.Tensor:
+    def _q_reduce(self, logits: torch.Tensor, return_type: str, generator,
+                  members: tuple[int, int] | None = None) -> torch.Tensor:
         if return_type == "all":
             return logits
-        pair = torch.randperm(self.cfg.num_q, generator=generator, device="cpu")[:2].to(logits.device)
+        if members is not None:
+            pair = torch.tensor(members, device=logits.device)
+        else:
+            pair = torch.randperm(self.cfg.num_q, generator=generator, device="cpu")[:2].to(logits.device)
         values = self.decode(logits[pair])
         if return_type == "min":
             return values.min(0).values

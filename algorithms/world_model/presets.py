@@ -39,6 +39,15 @@ class WorldModelConfig:
     log_std_max: float = 2.0
     tau: float = 0.01
     termination: bool = False
+    q_init: str = "trunc-normal"
+
+
+Q_INITS = ("trunc-normal", "torch-default")
+
+
+def default_task_dim(num_tasks: int) -> int:
+    """The released configs' task-embedding size: 64 for up to 30 tasks (mt30), 96 beyond (mt80) (FIDELITY.md D10)."""
+    return 64 if num_tasks <= 30 else 96
 
 
 def resolve(model_size: str, **overrides) -> WorldModelConfig:
@@ -47,6 +56,8 @@ def resolve(model_size: str, **overrides) -> WorldModelConfig:
         raise ConfigError(f"unknown model_size {model_size!r}; valid: {', '.join(PRESETS)}")
     values = {**PRESETS[model_size], **{k: v for k, v in overrides.items() if v is not None}}
     cfg = WorldModelConfig(**values)
+    if cfg.q_init not in Q_INITS:
+        raise ConfigError(f"config key 'agent.q_init' is {cfg.q_init!r}; valid: {', '.join(Q_INITS)}")
     if cfg.latent_dim % cfg.simnorm_dim:
         raise ConfigError(f"latent_dim {cfg.latent_dim} must be a multiple of simnorm_dim {cfg.simnorm_dim}")
     return cfg

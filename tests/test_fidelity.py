@@ -1,0 +1,188 @@
+"""The departures from the released code that FIDELITY.md lists (D2-D4, D7, D8, D10): each test fails on the
+harness's behaviour before the fix."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from algorithms.common.buffer import ReplayBuffer
+from algorithms.mbdpo import Agent as MBDPOAgent
+from algorithms.mbdpo import Config as MBDPOConfig
+from algorithms.mbdpo import planner as mbdpo_planner
+from algorithms.mbdpo.diffusion import ddpm_schedule, mc_weights
+from algorithms.mbdpo.energy import ClassifierEnergy, released_pairs
+from algorithms.mbdpo.planner import DiffusionConfig, diffusion_plan
+from algorithms.sac import Agent as SACAgent
+from algorithms.sac import Config as SACConfig
+from algorithms.tdmpc2 import Agent as TDMPC2Agent
+from algorithms.tdmpc2 import Config as TDMPC2Config
+from algorithms.world_model import WorldModel, resolve
+from envs import get_task
+
+SMALL = dict(model_size="1.7M", enc_dim=32, mlp_dim=32, latent_dim=16, num_samples=16, num_elites=4,
+             num_pi_trajs=2, batch_size=8, diag_every=0)
+SPEC = get_task("cartpole-balance")
+
+
+def box(dim: int) -> gym.spaces.Box:
+    return gym.spaces.Box(-1.0, 1.0, (dim,), np.float32)
+
+
+# --- D8: the episode in progress is not replayed ----------------------------------------------------------------
+def fill(buffer: ReplayBuffer, episode: int, steps: int, close: bool) -> None:
+    buffer.add_first(np.full(3, episode, np.float32))
+    for _ in range(steps):
+        buffer.add(np.zeros(1, np.float32), 0.0, False, np.full(3, episode, np.float32))
+    if close:
+        buffer.end_episode()
+
+
+def test_a_sampled_window_never_includes_the_open_episode():
+    buffer = ReplayBuffer(1000, (3,), np.float32, 1, seed=0, include_open_episode=False)
+    fill(buffer, 0, 50, close=False)
+    assert not buffer.can_sample(3)  # only the open episode: nothing to sample yet
+    buffer.end_episode()
+    fill(buffer, 1, 400, close=False)
+    episodes = np.concatenate([buffer.sample(256, horizon=3).obs[:, :, 0].ravel() for _ in range(8)])
+    assert set(episodes.tolist()) == {0.0}
+    buffer.end_episode()
+    episodes = buffer.sample(256, horizon=3).obs[:, :, 0].ravel()
+    assert set(episodes.tolist()) == {0.0, 1.0}
+
+
+def test_the_open_episode_flag_survives_a_checkpoint():
+    buffer = ReplayBuffer(200, (3,), np.float32, 1, seed=0, include_open_episode=False)
+    fill(buffer, 0, 20, close=True)
+    fill(buffer, 1, 20, close=False)
+    restored = ReplayBuffer(200, (3,), np.float32, 1, seed=0, include_open_episode=False)
+    restored.load_state_dict(buffer.state_dict())
+    assert set(restored.sample(128, horizon=3).obs[:, :, 0].ravel().tolist()) == {0.0}
+
+
+def test_model_based_agents_replay_finished_episodes_only_sac_replays_all():
+    tdmpc2 = TDMPC2Agent(TDMPC2Config(**SMALL), SPEC, box(5), box(1), torch.device("cpu"))
+    sac = SACAgent(SACConfig(), SPEC, box(5), box(1), torch.device("cpu"))
+    assert tdmpc2.replay_open_episode is False and sac.replay_open_episode is True
+
+
+# --- D4: planning iterations for large action spaces ------------------------------------------------------------
+@pytest.mark.parametrize("action_dim,iterations", [(1, 6), (19, 6), (20, 8), (21, 8)])
+def test_tdmpc2_plans_two_more_iterations_from_20_action_dims(action_dim, iterations):
+    agent = TDMPC2Agent(TDMPC2Config(**{**SMALL, "iterations": 6}), SPEC, box(5), box(action_dim),
+                        torch.device("cpu"))
+    assert agent.mppi_cfg.iterations == iterations
+
+
+# --- D7: MBDPO's TD target takes Q̄₀ and Q̄₁ -----------------------------------------------------------------------
+def test_mbdpo_td_target_uses_the_first_two_target_qs_tdmpc2_random_ones():
+    cfgs = {"mbdpo": MBDPOConfig(**{**SMALL, "num_q": 5}), "tdmpc2": TDMPC2Config(**{**SMALL, "num_q": 5})}
+    for name, cfg in cfgs.items():
+        agent = (MBDPOAgent if name == "mbdpo" else TDMPC2Agent)(cfg, SPEC, box(5), box(1), torch.device("cpu"))
+        with torch.no_grad():  # make members 2..4 of the target ensemble predict a very low value
+            agent.model._target_Qs.out.bias[2:, :, :50].fill_(30.0)
+        z, a = torch.rand(64, 16), torch.rand(64, 1) * 2 - 1
+        values = torch.stack([agent.target_q(z, a, None) for _ in range(20)])
+        if name == "mbdpo":
+            assert values.min() > -1.0  # never sees members 2..4
+        else:
+            assert values.min() < -5.0  # random pairs do
+
+
+# --- D10: target Qs, Q initialisation, task embedding, elite weighting ---------------------------------------------
+def test_target_qs_have_no_dropout_in_train_mode():
+    model = WorldModel(resolve("1.7M", enc_dim=32, mlp_dim=32, latent_dim=16, dropout=0.5), (5,), 1)
+    with torch.no_grad():  # non-zero outputs so that dropout would show
+        for p in [*model._target_Qs.parameters(), *model._Qs.parameters()]:
+            p.normal_()
+    model.train()
+    z, a = torch.rand(32, 16), torch.rand(32, 1)
+    first = model.Q(z, a, return_type="all", target=True)
+    assert torch.equal(first, model.Q(z, a, return_type="all", target=True))
+    assert not torch.equal(model.Q(z, a, return_type="all"), model.Q(z, a, return_type="all"))  # online Qs do
+
+
+def test_q_ensemble_hidden_init_released_mbdpo_torch_default_tdmpc2_trunc_normal():
+    mbdpo = MBDPOAgent(MBDPOConfig(**SMALL), SPEC, box(5), box(1), torch.device("cpu"))
+    tdmpc2 = TDMPC2Agent(TDMPC2Config(**SMALL), SPEC, box(5), box(1), torch.device("cpu"))
+    first_m, first_t = mbdpo.model._Qs.hidden[0], tdmpc2.model._Qs.hidden[0]
+    fan_in = first_m.weight.shape[1]
+    assert first_m.weight.abs().max() <= 1 / fan_in ** 0.5 and first_m.weight.std() > 0.5 / fan_in ** 0.5
+    assert first_m.bias.abs().sum() > 0 and torch.count_nonzero(first_t.bias) == 0
+    assert abs(first_t.weight.std().item() - 0.02) < 0.002  # trunc-normal(0.02)
+    assert torch.count_nonzero(mbdpo.model._Qs.out.weight) == 0  # the output layer stays zero in both
+
+
+@pytest.mark.parametrize("num_tasks,dim", [(30, 64), (80, 96)])
+def test_task_embedding_size_follows_the_released_configs(num_tasks, dim):
+    agent = TDMPC2Agent(TDMPC2Config(**SMALL), SPEC, box(5), box(1), torch.device("cpu"), num_tasks=num_tasks)
+    assert agent.model.task_emb.weight.shape == (num_tasks, dim)
+
+
+def test_elite_weighting_with_constant_returns_keeps_exactly_the_elites_and_divides_by_one():
+    returns = torch.zeros(2, 16)
+    weights = mc_weights(returns, temperature=0.5, weighting="zscore-elites", elites=4)
+    assert torch.equal((weights > 0).sum(-1), torch.tensor([4, 4]))  # ties: not all 16
+    nearly = torch.zeros(1, 16)
+    nearly[0, 0] = 1e-5  # std ~2.5e-6 < 1e-4: divided by 1, so the weights stay (almost) uniform over the elites
+    weights = mc_weights(nearly, temperature=0.5, weighting="zscore-elites", elites=4)
+    assert weights.max() < 0.2501
+
+
+# --- D3: fresh policy-prior candidates at every reverse step ---------------------------------------------------
+def test_prior_candidates_differ_between_reverse_steps(monkeypatch):
+    model = WorldModel(resolve("1.7M", enc_dim=32, mlp_dim=32, latent_dim=16), (5,), 1)
+    seen = []
+    original = mbdpo_planner.mc_score_estimate
+
+    def spy(a_t, alpha_bar, returns_of, cfg, fixed=None, scale=1.0):
+        seen.append(fixed.clone())
+        return original(a_t, alpha_bar, returns_of, cfg, fixed, scale)
+
+    monkeypatch.setattr(mbdpo_planner, "mc_score_estimate", spy)
+    cfg = DiffusionConfig(num_samples=16, num_elites=4, num_pi_trajs=3)
+    diffusion_plan(model, torch.rand(1, 16), ddpm_schedule(5), cfg, 0.99, eval_mode=True)
+    assert len(seen) == 4 and all(not torch.equal(seen[0], later) for later in seen[1:])
+    assert all(f.abs().max() <= 1 for f in seen)
+
+
+# --- D2: the released energy classifier -----------------------------------------------------------------------------
+def test_released_classifier_starts_at_zero_with_unit_statistics():
+    energy = ClassifierEnergy(16, 2, 32, variant="released")
+    z, a = torch.rand(8, 16), torch.rand(8, 2)
+    assert torch.count_nonzero(energy(z, a)) == 0
+    assert energy.mean.item() == 0.0 and energy.std.item() == 1.0
+    energy.update_statistics(torch.full((10,), 4.0))
+    assert energy.mean.item() == pytest.approx(0.04) and energy.std.item() == pytest.approx(0.99)
+
+
+def test_released_pairs_match_time_major_latents_with_batch_major_actions():
+    h, b = 3, 4
+    rollout = torch.arange(h * b, dtype=torch.float32).view(h, b, 1)  # value = t * B + b
+    action = torch.arange(h * b, dtype=torch.float32).view(h, b, 1)
+    z, a = released_pairs(rollout, action)
+    assert torch.equal(z.squeeze(-1), torch.arange(h * b, dtype=torch.float32))
+    rows = torch.arange(h * b)
+    assert torch.equal(a.squeeze(-1), ((rows % h) * b + rows // h).float())
+    assert (z.squeeze(-1) == a.squeeze(-1)).sum() < h * b  # most positives are not true pairs
+
+
+def test_released_classifier_trains_inside_the_joint_loss_under_one_optimiser():
+    agent = MBDPOAgent(MBDPOConfig(**SMALL), SPEC, box(5), box(1), torch.device("cpu"))
+    assert agent.energy_optim is None
+    energy_params = {id(p) for p in agent.energy.parameters()}
+    assert energy_params <= {id(p) for group in agent.optim.param_groups for p in group["params"]}
+    assert energy_params <= {id(p) for p in agent.joint_parameters}
+    buffer = ReplayBuffer(200, (5,), np.float32, 1, seed=0)
+    buffer.add_first(np.zeros(5, np.float32))
+    for _ in range(40):
+        buffer.add(np.random.uniform(-1, 1, 1).astype(np.float32), 0.1, False, np.random.rand(5).astype(np.float32))
+    before = agent.energy.net[-1].weight.clone()
+    metrics = agent.update(buffer)
+    assert "energy_loss" in metrics and not torch.equal(before, agent.energy.net[-1].weight)
+
+
+def test_state_conditional_classifier_keeps_its_own_optimiser():
+    agent = MBDPOAgent(MBDPOConfig(**{**SMALL, "classifier": "state-conditional"}), SPEC, box(5), box(1),
+                       torch.device("cpu"))
+    assert agent.energy_optim is not None and not agent.energy_in_joint_loss
