@@ -186,3 +186,60 @@ def test_state_conditional_classifier_keeps_its_own_optimiser():
     agent = MBDPOAgent(MBDPOConfig(**{**SMALL, "classifier": "state-conditional"}), SPEC, box(5), box(1),
                        torch.device("cpu"))
     assert agent.energy_optim is not None and not agent.energy_in_joint_loss
+
+
+# --- D9: the score-network reading as released ---------------------------------------------------------------------
+def test_score_network_reading_defaults_to_the_released_one(monkeypatch):
+    cfg = MBDPOConfig(**{**SMALL, "use_score_network": True, "diffusion_steps": 4, "score_mc_samples": 8})
+    agent = MBDPOAgent(cfg, SPEC, box(5), box(1), torch.device("cpu"))
+    assert agent.acts_with_score_network  # from the first action
+    assert agent.score_optim is None
+    score_params = {id(p) for p in agent.score_net.parameters()}
+    assert score_params <= {id(p) for group in agent.optim.param_groups for p in group["params"]}
+    assert score_params <= {id(p) for p in agent.joint_parameters}
+    assert abs(agent.score_net.net[0].weight.std().item() - 0.02) < 0.004  # trunc-normal(0.02)
+    seen = []
+    original = mbdpo_planner.mc_score_estimate
+    monkeypatch.setattr("algorithms.mbdpo.agent.mc_score_estimate",
+                        lambda a_t, ab, returns_of, c, fixed=None, scale=1.0:
+                        seen.append((a_t.clone(), c, fixed)) or original(a_t, ab, returns_of, c, fixed, scale))
+    sequences = torch.full((8, 3, 1), 100.0)  # forward-noised, these would stay near 100: N(0, I) draws do not
+    loss = agent.score_loss(torch.rand(8, 16), sequences, None)
+    assert loss.requires_grad and len(seen) == 1  # one state per update
+    a_t, c, fixed = seen[0]
+    assert fixed is None and c.num_elites == c.num_samples == 8  # no prior candidates, softmax over all
+    assert a_t.abs().max() < 10  # N(0, I) points, not forward-noised buffer sequences
+
+
+def test_score_network_harness_reading_is_an_option():
+    cfg = MBDPOConfig(**{**SMALL, "use_score_network": True, "score_training": "separate", "score_warmup": 5000,
+                         "score_points": "buffer"})
+    agent = MBDPOAgent(cfg, SPEC, box(5), box(1), torch.device("cpu"))
+    assert agent.score_optim is not None and not agent.acts_with_score_network
+
+
+# --- D11: diagnostics compare the acting policy with the replay's behaviour -----------------------------------------
+def test_behaviour_drift_is_zero_for_the_replayed_action_and_grows_with_distance():
+    from algorithms.world_model.diagnostics import behaviour_drift
+
+    a = torch.rand(16, 3) * 2 - 1
+    assert behaviour_drift(a, a)["behaviour_drift"] == 0.0
+    assert behaviour_drift(a + 0.5, a)["behaviour_drift"] == pytest.approx(0.5, rel=1e-5)
+
+
+def test_mbdpo_diagnostics_use_the_acting_score_network_for_drift_and_cross_td(monkeypatch):
+    cfg = MBDPOConfig(**{**SMALL, "use_score_network": True, "diffusion_steps": 4, "score_mc_samples": 8,
+                         "diag_batch": 2})
+    agent = MBDPOAgent(cfg, SPEC, box(5), box(1), torch.device("cpu"))
+    calls = []
+    original = agent.plan_diffusion
+
+    def spy(z, eval_mode, prev_plan=None, task=None, amortised=False):
+        calls.append(amortised)
+        return original(z, eval_mode, prev_plan, task, amortised)
+
+    monkeypatch.setattr(agent, "plan_diffusion", spy)
+    obs, action = torch.rand(4, 2, 5), torch.rand(3, 2, 1) * 2 - 1
+    metrics = agent.diagnostics(obs, action, torch.zeros(3, 2, 1), None)
+    assert {"behaviour_drift", "search_prior_drift", "cross_td_error", "td_error"} <= set(metrics)
+    assert calls[0] is True and calls[2] is True  # acting at z and at z' (cross-TD) with the score network

@@ -162,7 +162,7 @@ def test_bad_switch_values_are_named():
 def test_diagnostics_are_logged():
     agent, buffer, _ = make(diag_every=1)
     metrics = agent.update(buffer)
-    assert {"policy_drift", "mean_drift", "td_error", "cross_td_error", "energy_loss"} <= set(metrics)
+    assert {"behaviour_drift", "search_prior_drift", "search_prior_mean_drift", "td_error", "cross_td_error", "energy_loss"} <= set(metrics)
     assert all(np.isfinite(v) for v in metrics.values())
 
 

@@ -8,7 +8,7 @@ import torch
 
 from algorithms.tdmpc2 import Agent, Config
 from algorithms.tdmpc2.planner import MPPIConfig, estimate_value, mppi_plan
-from algorithms.world_model.diagnostics import gaussian_log_prob, policy_drift, tanh_gaussian_log_prob
+from algorithms.world_model.diagnostics import gaussian_log_prob, search_prior_drift, tanh_gaussian_log_prob
 from envs import get_task, make_env
 from tests.helpers import QuadraticModel as ToyModel, assert_resumes_bit_for_bit
 
@@ -53,10 +53,10 @@ def test_diagnostic_densities():
     assert torch.allclose(tanh_gaussian_log_prob(x, mean, std.log()), tanh.log_prob(x).sum(-1), atol=1e-5)
     # identical distributions: the drift estimate is near zero; a shifted search is positive
     mu = torch.zeros(16, 2)
-    same = policy_drift(torch.tanh(mu), torch.full((16, 2), 0.05), mu, torch.full((16, 2), math.log(0.05)), 4000)
-    shifted = policy_drift(torch.full((16, 2), 0.5), torch.full((16, 2), 0.05), mu, torch.full((16, 2), math.log(0.05)), 400)
-    assert abs(same["policy_drift"]) < 0.1 and same["mean_drift"] < 1e-3
-    assert shifted["policy_drift"] > 10 and shifted["mean_drift"] > 1
+    same = search_prior_drift(torch.tanh(mu), torch.full((16, 2), 0.05), mu, torch.full((16, 2), math.log(0.05)), 4000)
+    shifted = search_prior_drift(torch.full((16, 2), 0.5), torch.full((16, 2), 0.05), mu, torch.full((16, 2), math.log(0.05)), 400)
+    assert abs(same["search_prior_drift"]) < 0.1 and same["search_prior_mean_drift"] < 1e-3
+    assert shifted["search_prior_drift"] > 10 and shifted["search_prior_mean_drift"] > 1
 
 
 TINY = dict(model_size="1.7M", enc_dim=32, mlp_dim=32, latent_dim=16, num_samples=32, num_elites=4,
@@ -85,7 +85,7 @@ def test_update_reports_losses_and_diagnostics_and_learns_reward():
     first = agent.update(buffer)
     assert {"consistency_loss", "reward_loss", "value_loss", "pi_loss", "grad_norm"} <= set(first)
     metrics = [agent.update(buffer) for _ in range(60)]
-    assert {"policy_drift", "mean_drift", "td_error", "cross_td_error"} <= set(metrics[0])
+    assert {"behaviour_drift", "search_prior_drift", "search_prior_mean_drift", "td_error", "cross_td_error"} <= set(metrics[0])
     assert all(math.isfinite(v) for m in metrics for v in m.values())
     assert np.mean([m["reward_loss"] for m in metrics[-10:]]) < first["reward_loss"]
     action = agent.act(obs, eval_mode=False)
@@ -123,4 +123,4 @@ def test_tdmpc2_resumes_bit_for_bit(tmp_path, capsys):
     rows = list(csv.DictReader(open(reference / "eval.csv")))
     assert rows[0]["value_estimate"] != "" and rows[0]["value_estimate"] != rows[0]["episode_return"]
     train = list(csv.DictReader(open(reference / "train.csv")))
-    assert any(r.get("cross_td_error") for r in train) and any(r.get("policy_drift") for r in train)
+    assert any(r.get("cross_td_error") for r in train) and any(r.get("behaviour_drift") for r in train)

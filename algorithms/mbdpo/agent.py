@@ -25,13 +25,14 @@ from algorithms.mbdpo.score_net import ScoreNetwork, score_matching_loss
 from algorithms.tdmpc2.agent import Agent as TDMPC2Agent
 from algorithms.tdmpc2.agent import Config as TDMPC2Config
 from algorithms.tdmpc2.planner import estimate_value, policy_trajectories
-from algorithms.world_model.diagnostics import policy_drift, td_errors
+from algorithms.world_model.diagnostics import behaviour_drift, search_prior_drift, td_errors
 from algorithms.world_model.scale import RunningScale
 
 CHOICES = {
     "energy": ("classifier", "infonce"), "classifier": CLASSIFIER_VARIANTS, "energy_pairing": ("released", "aligned"), "weighting": ("zscore-elites", "softmax"),
     "sampler": ("deterministic", "ddpm"), "beta_schedule": ("linear", "cosine"),
-    "value_target": ("prior", "diffusion"), "score_points": ("buffer", "buffer+chain"),
+    "value_target": ("prior", "diffusion"), "score_points": ("noise", "buffer", "buffer+chain"),
+    "score_training": ("joint", "separate"),
 }
 
 
@@ -81,17 +82,25 @@ class Config(TDMPC2Config):
     exploration_noise: float = 0.05
     """Std of Gaussian noise on the executed action in training."""
     use_score_network: bool = False
-    """Train a score network on MC targets and act with it after ``score_warmup`` updates (paper's amortised reading)."""
-    score_warmup: int = 5000
-    """Updates before acting with the score network (model-based diffusion until then)."""
+    """Train a score network on MC targets and act with it (paper's amortised reading; FIDELITY.md D9)."""
+    score_warmup: int = 0
+    """Updates before acting with the score network (released: 0, it acts from the first action)."""
     score_mc_samples: int = 64
     """MC candidates per score-network training target."""
+    score_elites: int | None = None
+    """Elites of the targets' z-scored softmax; None = all candidates (released)."""
+    score_pi_trajs: int = 0
+    """Policy-prior rollouts among the targets' candidates (released: none)."""
     score_batch: int = 1
-    """Buffer states per score-network update (the released code uses one)."""
+    """Training points per score-network update (the released code uses one state)."""
     score_t_dim: int = 64
     """Size of the sinusoidal step embedding."""
-    score_points: str = "buffer"
-    """Training points A_t: ``buffer`` (forward-noised buffer sequences) or ``buffer+chain`` (half from the reverse chain)."""
+    score_points: str = "noise"
+    """Training points A_t: ``noise`` (released: N(0, I) at a random t), ``buffer`` (forward-noised buffer
+    sequences) or ``buffer+chain`` (half of them from states the reverse chain visited)."""
+    score_training: str = "joint"
+    """``joint`` (released: the score loss in the joint world-model loss, one Adam, one gradient clip) or ``separate``
+    (its own Adam and clip after the world-model step)."""
     value_target: str = "prior"
     """Bootstrap action of the TD target: ``prior`` (released, TD-MPC2's) or ``diffusion`` (the acting policy; needs the score network)."""
     q_init: str = "torch-default"
@@ -109,7 +118,13 @@ class Config(TDMPC2Config):
         if self.value_target == "diffusion" and not self.use_score_network:
             raise ConfigError("agent.value_target='diffusion' bootstraps from the amortised diffusion policy: "
                               "set agent.use_score_network=true too")
-        for key in ("eta", "energy_lambda", "exploration_noise"):
+        if self.score_elites is not None and not 0 < self.score_elites <= self.score_mc_samples:
+            raise ConfigError(f"config key 'agent.score_elites' must be in 1..score_mc_samples "
+                              f"({self.score_mc_samples}) or null, got {self.score_elites}")
+        if not 0 <= self.score_pi_trajs < self.score_mc_samples:
+            raise ConfigError(f"config key 'agent.score_pi_trajs' must be in 0..score_mc_samples - 1, "
+                              f"got {self.score_pi_trajs}")
+        for key in ("eta", "energy_lambda", "exploration_noise", "score_warmup"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"config key 'agent.{key}' must be non-negative, got {getattr(self, key)}")
 
@@ -142,9 +157,15 @@ class Agent(TDMPC2Agent):
         else:
             self.energy_optim = torch.optim.Adam(self.energy.parameters(), lr=cfg.lr)
         self.score_net = None
+        self.score_optim = None
         if cfg.use_score_network:
-            self.score_net = ScoreNetwork(wm.latent_dim, cfg.horizon, action_dim, wm.mlp_dim, cfg.score_t_dim).to(device)
-            self.score_optim = torch.optim.Adam(self.score_net.parameters(), lr=cfg.lr)
+            self.score_net = ScoreNetwork(wm.latent_dim + self.model.task_dim, cfg.horizon, action_dim, wm.mlp_dim,
+                                          cfg.score_t_dim, released_init=cfg.score_training == "joint").to(device)
+            if cfg.score_training == "joint":
+                self.optim.add_param_group({"params": list(self.score_net.parameters())})
+                self.joint_parameters += list(self.score_net.parameters())
+            else:
+                self.score_optim = torch.optim.Adam(self.score_net.parameters(), lr=cfg.lr)
         self.return_scale = RunningScale(cfg.tau).to(device)
         self.prev_plan: torch.Tensor | None = None
         self.chain_points: deque[tuple[torch.Tensor, torch.Tensor, int]] = deque(maxlen=256)
@@ -170,8 +191,10 @@ class Agent(TDMPC2Agent):
     def acts_with_score_network(self) -> bool:
         return self.score_net is not None and self.num_updates >= self.cfg.score_warmup
 
-    def score_fn(self, a_t: torch.Tensor, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        return self.score_net(a_t, t, z)
+    def score_fn(self, a_t: torch.Tensor, t: torch.Tensor, z: torch.Tensor,
+                 task: torch.Tensor | None = None) -> torch.Tensor:
+        """s_θ(A_t, t, [z, e]): the task embedding is concatenated to the latent (multi-task), as released."""
+        return self.score_net(a_t, t, self.model.task_emb_of(z, task))
 
     def plan_diffusion(self, z: torch.Tensor, eval_mode: bool, prev_plan: torch.Tensor | None = None,
                        task: torch.Tensor | None = None, amortised: bool = False) -> DiffusionPlan:
@@ -180,7 +203,7 @@ class Agent(TDMPC2Agent):
             on_returns = self.return_scale.update
         return diffusion_plan(self.model, z, self.schedule, self.diffusion_cfg, self.discount, self.reward_fn(),
                               prev_plan=prev_plan, task=task, eval_mode=eval_mode,
-                              score_fn=self.score_fn if amortised else None,
+                              score_fn=(lambda a_t, t, z_: self.score_fn(a_t, t, z_, task)) if amortised else None,
                               return_scale=self.return_scale.value, on_returns=on_returns)
 
     @torch.no_grad()
@@ -214,7 +237,7 @@ class Agent(TDMPC2Agent):
             z = self.model.encode(obs[0], task)
         if self.energy_coef > 0 and not self.energy_in_joint_loss:
             metrics.update(self.update_energy(z, action[0], task))
-        if self.score_net is not None:
+        if self.score_net is not None and self.score_optim is not None:
             metrics.update(self.update_score_network(z, action.transpose(0, 1), task))
         self.num_updates += 1
         if self.cfg.diag_every and self.num_updates % self.cfg.diag_every == 0:
@@ -223,10 +246,20 @@ class Agent(TDMPC2Agent):
 
     def joint_loss_terms(self, rollout: torch.Tensor, action: torch.Tensor,
                          task: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, float]]:
-        """The released classifier's loss inside the joint world-model loss: F on the H·B detached rollout latents,
-        negatives from the policy prior before this update's policy step (FIDELITY.md D2)."""
-        if not (self.energy_in_joint_loss and self.energy_coef > 0):
-            return super().joint_loss_terms(rollout, action, task)
+        """The released code trains F and the score network inside the joint world-model loss (FIDELITY.md D2, D9)."""
+        total, metrics = super().joint_loss_terms(rollout, action, task)
+        if self.energy_in_joint_loss and self.energy_coef > 0:
+            loss, energy_metrics = self.classifier_loss(rollout, action, task)
+            total, metrics = total + loss, {**metrics, **energy_metrics}
+        if self.score_net is not None and self.score_optim is None:
+            loss = self.score_loss(rollout[0], action.transpose(0, 1), task)
+            total, metrics = total + loss, {**metrics, "score_loss": loss.item()}
+        return total, metrics
+
+    def classifier_loss(self, rollout: torch.Tensor, action: torch.Tensor,
+                        task: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, float]]:
+        """The released classifier's loss: F on the H·B detached rollout latents, negatives from the policy prior
+        before this update's policy step (FIDELITY.md D2)."""
         if self.cfg.energy_pairing == "released":
             z, positives = released_pairs(rollout, action)
         else:
@@ -246,27 +279,30 @@ class Agent(TDMPC2Agent):
         self.energy_optim.step()
         return metrics
 
-    def score_training_points(self, z: torch.Tensor, sequences: torch.Tensor):
-        """(z, A_t, t) for the score network: forward-noised buffer sequences (eq. 2) at random t, and with
-        ``buffer+chain`` half of them replaced by states the reverse chain visited while acting."""
+    def score_training_points(self, z: torch.Tensor, sequences: torch.Tensor, task: torch.Tensor | None):
+        """(z, A_t, t, task) for the score network at random t: A_t ~ N(0, I) (``noise``, released), forward-noised
+        buffer sequences (eq. 2, ``buffer``), and with ``buffer+chain`` half of the points replaced by states the
+        reverse chain visited while acting."""
         n = min(self.cfg.score_batch, z.shape[0])
         t = torch.randint(1, self.schedule.steps, (n,), device=self.device)
-        alpha_bar = self.schedule.alphas_bar[t].view(n, 1, 1)
-        a_t = forward_noise(sequences[:n], alpha_bar, torch.randn_like(sequences[:n]))
-        z = z[:n]
+        if self.cfg.score_points == "noise":
+            a_t = torch.randn_like(sequences[:n])
+        else:
+            alpha_bar = self.schedule.alphas_bar[t].view(n, 1, 1)
+            a_t = forward_noise(sequences[:n], alpha_bar, torch.randn_like(sequences[:n]))
+        z, task = z[:n], None if task is None else task[:n]
         if self.cfg.score_points == "buffer+chain" and len(self.chain_points) > 0 and n > 1:
             k = n // 2
             picks = torch.randint(0, len(self.chain_points), (k,)).tolist()
             z = torch.cat([z[: n - k], torch.stack([self.chain_points[i][0] for i in picks])])
             a_t = torch.cat([a_t[: n - k], torch.stack([self.chain_points[i][1] for i in picks])])
             t = torch.cat([t[: n - k], torch.tensor([self.chain_points[i][2] for i in picks], device=self.device)])
-        return z, a_t, t
+        return z, a_t, t, task
 
     def mc_targets(self, z: torch.Tensor, a_t: torch.Tensor, t: torch.Tensor, samples: int) -> torch.Tensor:
         """MC score ŝ(A_t, t, z) (eq. 10) for each point, as the regression target of eq. (16)."""
         cfg = DiffusionConfig(**{**self.diffusion_cfg.__dict__, "num_samples": samples,
-                                 "num_elites": min(self.cfg.num_elites, samples),
-                                 "num_pi_trajs": min(self.cfg.num_pi_trajs, samples // 4)})
+                                 "num_elites": self.cfg.score_elites or samples, "num_pi_trajs": self.cfg.score_pi_trajs})
         reward_fn = self.reward_fn()
         targets = []
         for i in range(z.shape[0]):  # each point has its own t, hence its own proposal
@@ -287,12 +323,16 @@ class Agent(TDMPC2Agent):
                                              self.return_scale.value).score)
         return torch.cat(targets)
 
-    def update_score_network(self, z: torch.Tensor, sequences: torch.Tensor, task) -> dict[str, float]:
-        """eq. (16): regress s_θ(A_t, t, z) onto MC score targets."""
-        z, a_t, t = self.score_training_points(z, sequences)
+    def score_loss(self, z: torch.Tensor, sequences: torch.Tensor, task: torch.Tensor | None) -> torch.Tensor:
+        """eq. (16): ‖s_θ(A_t, t, z) − ŝ(A_t, t, z)‖² on MC score targets."""
+        z, a_t, t, task = self.score_training_points(z, sequences, task)
         with torch.no_grad():
             targets = self.mc_targets(z, a_t, t, self.cfg.score_mc_samples)
-        loss = score_matching_loss(self.score_net(a_t, t, z), targets)
+        return score_matching_loss(self.score_fn(a_t, t, z, task), targets)
+
+    def update_score_network(self, z: torch.Tensor, sequences: torch.Tensor, task) -> dict[str, float]:
+        """``score_training=separate``: eq. (16) with the score network's own Adam and gradient clip."""
+        loss = self.score_loss(z, sequences, task)
         self.score_optim.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.score_net.parameters(), self.cfg.grad_clip_norm)
@@ -302,33 +342,35 @@ class Agent(TDMPC2Agent):
     @torch.no_grad()
     def diagnostics(self, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor,
                     task: torch.Tensor | None) -> dict[str, float]:
-        """Policy drift of the MC-reweighted candidates from the policy network, and cross-TD error.
-
-        π_θ is the score-net sampler when the agent acts with it (a Gaussian of std ``exploration_noise``
-        around its action), else the policy prior that proposes candidates and gives the value targets."""
+        """On buffer states: the acting policy's drift from the replay's actions (``behaviour_drift``; the acting
+        policy is the diffusion planner, or the score network once it acts), the MC-reweighted candidates of the
+        last reverse step against π_θ (``search_prior_drift``; π_θ is the score-net sampler when it acts — a
+        Gaussian of std ``exploration_noise`` around its action — else the policy prior), and TD / cross-TD error
+        (bootstrap from the policy Q is trained with / from the acting policy)."""
         n = min(self.cfg.diag_batch, obs.shape[1])
         model = self.model
         model.eval()
         task_n = None if task is None else task[:n]
         z, next_z = model.encode(obs[0, :n], task_n), model.encode(obs[1, :n], task_n)
-        search = self.plan_diffusion(z, eval_mode=True, task=task_n)
-        if self.acts_with_score_network:
-            acted = self.plan_diffusion(z, eval_mode=True, task=task_n, amortised=True).action
-            mu = torch.atanh(acted.clamp(-0.999, 0.999))
+        amortised = self.acts_with_score_network
+        acting = self.plan_diffusion(z, eval_mode=True, task=task_n, amortised=amortised)
+        search = self.plan_diffusion(z, eval_mode=True, task=task_n) if amortised else acting
+        if amortised:
+            mu = torch.atanh(acting.action.clamp(-0.999, 0.999))
             log_std = torch.full_like(mu, float(np.log(max(self.cfg.exploration_noise, 1e-3))))
         else:
             prior = model.pi(z, task_n)
             mu, log_std = prior.mu, prior.log_std
-        drift = policy_drift(search.search_mean, search.search_std, mu, log_std)
-        next_search = self.plan_diffusion(next_z, eval_mode=True, task=task_n).action
+        drift = search_prior_drift(search.search_mean, search.search_std, mu, log_std)
+        next_acting = self.plan_diffusion(next_z, eval_mode=True, task=task_n, amortised=amortised).action
         if self.cfg.value_target == "prior":
             next_train = model.pi(next_z, task_n).action
         else:
             next_train = self.plan_diffusion(next_z, eval_mode=True, task=task_n, amortised=True).action
-        errors = td_errors(model, z, action[0, :n], reward[0, :n], next_z, next_train, next_search,
+        errors = td_errors(model, z, action[0, :n], reward[0, :n], next_z, next_train, next_acting,
                            self.discount, task_n)
         model.train()
-        return {**drift, **errors}
+        return {**drift, **behaviour_drift(acting.action, action[0, :n]), **errors}
 
     # --- checkpoints ----------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -338,7 +380,8 @@ class Agent(TDMPC2Agent):
                      return_scale=self.return_scale.state_dict(),
                      chain_points=[(z.cpu(), x.cpu(), t) for z, x, t in self.chain_points])
         if self.score_net is not None:
-            state.update(score_net=self.score_net.state_dict(), score_optim=self.score_optim.state_dict())
+            state.update(score_net=self.score_net.state_dict(),
+                         score_optim=None if self.score_optim is None else self.score_optim.state_dict())
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -351,7 +394,8 @@ class Agent(TDMPC2Agent):
         self.chain_points.extend((z.to(self.device), x.to(self.device), t) for z, x, t in state["chain_points"])
         if self.score_net is not None:
             self.score_net.load_state_dict(state["score_net"])
-            self.score_optim.load_state_dict(state["score_optim"])
+            if self.score_optim is not None:
+                self.score_optim.load_state_dict(state["score_optim"])
 
     def num_parameters(self) -> dict[str, int]:
         """Learnable parameters: world model, energy and score network (the paper's size names count all)."""

@@ -19,7 +19,7 @@ from algorithms.common.buffer import ReplayBuffer
 from algorithms.common.config import ConfigError
 from algorithms.tdmpc2.planner import MPPIConfig, Plan, mppi_plan
 from algorithms.world_model import WorldModel, resolve
-from algorithms.world_model.diagnostics import policy_drift, td_errors
+from algorithms.world_model.diagnostics import behaviour_drift, search_prior_drift, td_errors
 from algorithms.world_model.presets import PRESETS, default_task_dim
 from algorithms.world_model.scale import RunningScale
 
@@ -312,7 +312,9 @@ class Agent(AgentBase):
     @torch.no_grad()
     def diagnostics(self, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor,
                     task: torch.Tensor | None) -> dict[str, float]:
-        """Policy drift of MPPI's search distribution from the prior, and cross-TD error, on buffer states."""
+        """On buffer states: the acting planner's drift from the replay's actions (``behaviour_drift``), MPPI's final
+        Gaussian against the policy prior (``search_prior_drift``), and TD / cross-TD error (bootstrap from the
+        policy prior Q is trained with / from MPPI's mean plan, the acting policy)."""
         n = min(self.cfg.diag_batch, obs.shape[1])
         model = self.model
         model.eval()
@@ -320,12 +322,12 @@ class Agent(AgentBase):
         z, next_z = model.encode(obs[0, :n], task_n), model.encode(obs[1, :n], task_n)
         search = self.plan(z, eval_mode=True, task=task_n)
         prior = model.pi(z, task_n)
-        drift = policy_drift(search.mean[:, 0], search.std[:, 0], prior.mu, prior.log_std)
+        drift = search_prior_drift(search.mean[:, 0], search.std[:, 0], prior.mu, prior.log_std)
         next_search = self.plan(next_z, eval_mode=True, task=task_n)
         errors = td_errors(model, z, action[0, :n], reward[0, :n], next_z, model.pi(next_z, task_n).action,
                            next_search.mean[:, 0], self.discount, task_n)
         model.train()
-        return {**drift, **errors}
+        return {**drift, **behaviour_drift(search.action, action[0, :n]), **errors}
 
     def on_seeding_done(self, buffer: ReplayBuffer, seed_steps: int) -> dict[str, float]:
         """TD-MPC2 pre-trains on the seed data with as many updates as seed steps."""

@@ -1,5 +1,10 @@
-"""The paper's fig. 3 diagnostics (definitions in shared/paper/METHOD.md, "Diagnostics"), shared by TD-MPC2
-and MBDPO: policy drift between the search distribution and the policy network, and cross-TD error."""
+"""The paper's fig. 3 diagnostics, shared by TD-MPC2 and MBDPO (each column's definition: results/README.md).
+
+The paper's drift is between the policy that acts and the buffer's behaviour policy (the mixture of past acting
+policies that collected the replay): ``behaviour_drift``. ``search_prior_drift`` compares the planner's search
+distribution with the policy prior (what the harness first called policy drift; FIDELITY.md D11). Cross-TD error
+is the TD error of the learned Q when the bootstrap action comes from the acting policy instead of the policy Q
+was trained with."""
 
 from __future__ import annotations
 
@@ -24,9 +29,10 @@ def tanh_gaussian_log_prob(a: torch.Tensor, mu: torch.Tensor, log_std: torch.Ten
 
 
 @torch.no_grad()
-def policy_drift(search_mean: torch.Tensor, search_std: torch.Tensor, prior_mu: torch.Tensor,
+def search_prior_drift(search_mean: torch.Tensor, search_std: torch.Tensor, prior_mu: torch.Tensor,
                  prior_log_std: torch.Tensor, samples: int = 64) -> dict[str, float]:
-    """E_{a~π_search}[log π_search(a) − log π_θ(a)] by Monte Carlo, and ‖μ_search − μ_θ‖ / (‖μ_θ‖ + 1e-8).
+    """``search_prior_drift`` = E_{a~π_search}[log π_search(a) − log π_θ(a)] by Monte Carlo, and
+    ``search_prior_mean_drift`` = ‖μ_search − μ_θ‖ / (‖μ_θ‖ + 1e-8).
 
     π_search is a diagonal Gaussian over the first action (B, A) (its density taken before clipping to the
     action box, **[choice]**); π_θ is the tanh-Gaussian policy network with pre-tanh mean ``prior_mu``.
@@ -37,7 +43,17 @@ def policy_drift(search_mean: torch.Tensor, search_std: torch.Tensor, prior_mu: 
     log_prior = tanh_gaussian_log_prob(a, prior_mu, prior_log_std)
     prior_mean = torch.tanh(prior_mu)
     relative = (search_mean - prior_mean).norm(dim=-1) / (prior_mean.norm(dim=-1) + 1e-8)
-    return {"policy_drift": (log_search - log_prior).mean().item(), "mean_drift": relative.mean().item()}
+    return {"search_prior_drift": (log_search - log_prior).mean().item(),
+            "search_prior_mean_drift": relative.mean().item()}
+
+
+@torch.no_grad()
+def behaviour_drift(acting_action: torch.Tensor, buffer_action: torch.Tensor) -> dict[str, float]:
+    """RMS distance per action dimension between the action the acting policy takes now (deterministic, at buffer
+    states) and the action the buffer's behaviour policy took there: √(mean_b ‖a_act − a_β‖² / A), in action
+    units (0 = the acting policy reproduces the replay; 2 = opposite corners of the action box)."""
+    a = acting_action.shape[-1]
+    return {"behaviour_drift": ((acting_action - buffer_action).pow(2).sum(-1) / a).mean().sqrt().item()}
 
 
 @torch.no_grad()
