@@ -15,6 +15,7 @@ Layout of ``OUT``::
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,10 +51,13 @@ class AnalysisResult:
 
 
 def gather(runs: str | Path | None = None, published: str | Path | None = None,
-           algorithms: list[str] | None = None, expected: list[tuple[str, str, int]] | None = None) -> RunSet:
+           algorithms: list[str] | None = None, expected: list[tuple[str, str, int]] | None = None,
+           step_units: Mapping[str, str] | Iterable[str] | None = None) -> RunSet:
     """Own runs and/or released curves in one :class:`RunSet`; with both, released ones are labelled
     ``"<algorithm> (published)"`` so they are never averaged with ours. ``expected`` (name, task, seed) limits our
-    runs to those (a workflow config's grid; others in the folder are ignored) and reports the absent ones."""
+    runs to those (a workflow config's grid; others in the folder are ignored) and reports the absent ones.
+    ``step_units`` overrides released folders' step units (:func:`analysis.load.load_published`); every source
+    ends up in env steps (FIDELITY.md D1) and ``RunSet.step_units`` lists each source's reading."""
     if runs is None and published is None:
         raise AnalysisInputError("nothing to analyse: give a runs directory (--runs) and/or released curves "
                                  "(--published)")
@@ -68,13 +72,13 @@ def gather(runs: str | Path | None = None, published: str | Path | None = None,
                     keys = zip(frame["algorithm"].str.split("@").str[0], frame["task"], frame["seed"].astype(int))
                     setattr(result, name, frame[[k in wanted for k in keys]].reset_index(drop=True))
     if published is not None:
-        pub = load_published(published, algorithms)
+        pub = load_published(published, algorithms, step_units)
         if runs is not None:
-            for frame in (pub.evals, pub.problems):
+            for frame in (pub.evals, pub.problems, pub.step_units):
                 frame["algorithm"] = frame["algorithm"].astype(str) + PUBLISHED_SUFFIX
         result = result + pub if runs is not None else pub
     if algorithms is not None:
-        for name in ("evals", "runs", "train", "problems"):
+        for name in ("evals", "runs", "train", "problems", "step_units"):
             frame = getattr(result, name)
             if frame.empty or "algorithm" not in frame.columns:
                 continue
