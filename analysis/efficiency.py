@@ -9,7 +9,9 @@ against **env steps**. "B at k·u scores what A scores at u": B needs k times as
 same score. k > 1 means A is the more sample-efficient of the two, k < 1 means B is; k = 2 for A = mbdpo,
 B = tdmpc2 reads "TD-MPC2 needs twice MBDPO's env steps".
 
-Estimate: on a grid of k (201 points, log k uniform in [log 1/8, log 8] by default), compare B at its grid steps s
+Estimate (A's curve is only used from its first evaluation after step 0: the unmeasured rise from the untrained
+score is not interpolated; B's step 0 is not compared): on a grid of k (241 points, log k uniform in [log 1/8, log 8] by default: 40 per doubling, 1.7 %
+apart, with 1/2, 1 and 2 on it), compare B at its grid steps s
 with A interpolated linearly at s/k, over the steps where both are defined (s/k inside A's curve), and take the k of
 least mean squared error. A k whose overlap has fewer than ``min_points`` of B's grid steps is not considered; if no
 k has enough, or either curve is flat (rises by less than ``min_rise`` points: no x-scale to register), k is NaN and
@@ -43,7 +45,7 @@ EFFICIENCY_COLUMNS = ["domain", "a", "b", "k", "low", "high", "n_tasks", "runs_a
                       "steps_to", "n_points", "mse", "units_a", "units_b", "notes"]
 CURVE_COLUMNS = ["domain", "a", "b", "k", "curve", "algorithm", "step", "value"]
 K_RANGE = (1 / 8, 8.0)
-K_POINTS = 201
+K_POINTS = 241  # 40 per doubling: 1/2, 1, 2, 4 … lie on the grid exactly
 
 
 def parse_pairs(items: Iterable[str] | None) -> list[tuple[str, str]]:
@@ -60,7 +62,7 @@ def parse_pairs(items: Iterable[str] | None) -> list[tuple[str, str]]:
 
 
 def k_grid(low: float = K_RANGE[0], high: float = K_RANGE[1], points: int = K_POINTS) -> np.ndarray:
-    """Candidate factors, uniform in log k (default 201 points from 1/8 to 8; 1 is on the grid)."""
+    """Candidate factors, uniform in log k (default 241 points from 1/8 to 8: every power of 2 is on the grid)."""
     if not 0 < low < high or points < 2:
         raise ValueError(f"k grid needs 0 < low < high and ≥ 2 points; got {low}, {high}, {points}")
     return np.exp(np.linspace(np.log(low), np.log(high), points))
@@ -111,9 +113,10 @@ def fit_k(a_steps: np.ndarray, a: np.ndarray, b_steps: np.ndarray, b: np.ndarray
     a_steps, b_steps = np.asarray(a_steps, float), np.asarray(b_steps, float)
     errors = np.full((len(a), len(ks)), np.inf)
     counts = np.zeros((len(a), len(ks)), dtype=int)
+    low = _first_measured(a_steps)
     for i, k in enumerate(ks):
         x = b_steps / k
-        inside = (x >= a_steps[0]) & (x <= a_steps[-1])
+        inside = (x >= low) & (x <= a_steps[-1]) & (b_steps > 0)
         lo = np.clip(np.searchsorted(a_steps, x, side="right") - 1, 0, len(a_steps) - 2)
         w = np.clip((x - a_steps[lo]) / (a_steps[lo + 1] - a_steps[lo]), 0.0, 1.0)
         a_at = a[:, lo] * (1.0 - w) + a[:, lo + 1] * w
@@ -130,6 +133,17 @@ def fit_k(a_steps: np.ndarray, a: np.ndarray, b_steps: np.ndarray, b: np.ndarray
     ok = np.isfinite(errors[rows, best])
     return (np.where(ok, ks[best], np.nan), np.where(ok, errors[rows, best], np.nan),
             np.where(ok, counts[rows, best], 0))
+
+
+def _first_measured(a_steps: np.ndarray) -> float:
+    """The first step of A the fit may use: A's first evaluation after step 0.
+
+    Between the untrained evaluation (step 0) and the first one after it the curve is not measured, and that is
+    where curves rise steepest (the released DMControl means jump from ~0 to ~65 by 100k): a straight line through
+    that gap is a guess that would dominate the squared error, so s/k must land at or after A's first evaluation
+    past 0, and B's step 0 (the same untrained pair for every k) is not compared either."""
+    positive = a_steps[a_steps > 0]
+    return float(positive[0]) if len(positive) else float(a_steps[0])
 
 
 def _units_text(evals: pd.DataFrame) -> str:
@@ -213,7 +227,7 @@ def _used_steps(a_steps, a_mean, b_steps, b_mean, k) -> np.ndarray:
     """B's env steps that the fit at ``k`` compared (s/k inside A's finite curve, both values finite)."""
     finite_a = a_steps[np.isfinite(a_mean)]
     x = b_steps / k
-    inside = (x >= finite_a.min()) & (x <= finite_a.max()) & np.isfinite(b_mean)
+    inside = ((x >= _first_measured(finite_a)) & (x <= finite_a.max()) & np.isfinite(b_mean) & (b_steps > 0))
     return b_steps[inside] if inside.any() else np.array([0])
 
 
