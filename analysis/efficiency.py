@@ -213,6 +213,12 @@ def sample_efficiency_ratio(evals: pd.DataFrame, a: str, b: str, reps: int = 200
             notes.append(f"k on the edge of the grid [{ks[0]:.3g}, {ks[-1]:.3g}]: the factor may lie beyond it")
         if len(finite) < reps:
             notes.append(f"{reps - len(finite)} of {reps} bootstrap replicates gave no k")
+        top_a, top_b = float(np.nanmax(a_mean)), float(np.nanmax(b_mean))
+        if abs(top_a - top_b) > min_rise:
+            # A stretch in x cannot close a gap in y: k then registers only the scores both curves reach.
+            low_name, high_name = (b, a) if top_b < top_a else (a, b)
+            notes.append(f"{low_name} never reaches {high_name}'s best score ({min(top_a, top_b):.1f} vs "
+                         f"{max(top_a, top_b):.1f}): k registers only the scores both reach")
         rows.append({**row, "k": k0, "low": float(low), "high": float(high), "steps_from": int(used.min()),
                      "steps_to": int(used.max()), "n_points": int(n[0]), "mse": float(mse[0]),
                      "notes": "; ".join(notes)})

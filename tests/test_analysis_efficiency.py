@@ -133,7 +133,7 @@ def test_recovers_a_known_stretch_and_the_ci_covers_it():
     assert r["k"] == pytest.approx(2.0, rel=0.06)
     assert r["low"] <= 2.0 <= r["high"] and r["high"] / r["low"] < 1.6
     assert r["n_tasks"] == len(DMC) and r["runs_a"] == r["runs_b"] == 3 * len(DMC)
-    assert r["steps_from"] == 200_000 and r["steps_to"] == 4_000_000 and r["notes"] == ""
+    assert r["steps_from"] == 200_000 and r["steps_to"] == 4_000_000 and "edge" not in r["notes"]
     # B drawn at step / k lies on A
     dmc = curves[curves["domain"] == "DMControl"]
     a = dmc[dmc["curve"] == "a"].set_index("step")["value"]
