@@ -5,6 +5,7 @@
     mbdpo-bench evaluate RUN_DIR [--checkpoint PATH] [--episodes N]
     mbdpo-bench validate NAME [--results-dir DIR]     (learning checks of config/checks/; --list)
     mbdpo-bench analyze [--runs DIR] [--published DIR] [--at-step N] --out OUT   (tables and figures)
+                        [--step-unit mbdpo=env] [--both-units] [--efficiency mbdpo:tdmpc2]
     mbdpo-bench doctor [--json]                      (installed versions, known-bad combinations)
 """
 
@@ -83,14 +84,28 @@ def _analyze(args: argparse.Namespace) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from analysis.report import analyze
+    from analysis import AnalysisInputError
+    from analysis.efficiency import parse_pairs
+    from analysis.report import analyze, analyze_both_units
+    from analysis.units import parse_step_units
 
     runs = args.runs
     if runs is None and args.published is None:
         runs = "results/runs"
     algorithms = [a for a in args.algorithms.split(",") if a] if args.algorithms else None
-    result = analyze(args.out, runs=runs, published=args.published, at_step=args.at_step, algorithms=algorithms,
-                     candidate=args.candidate, reps=args.reps, seed=args.seed, per_task=not args.no_per_task)
+    step_units = parse_step_units(args.step_units)  # validated before anything is read
+    pairs = parse_pairs([p for item in args.efficiency for p in item.split(",") if p]) if args.efficiency else None
+    options = dict(at_step=args.at_step, algorithms=algorithms, candidate=args.candidate, reps=args.reps,
+                   seed=args.seed, per_task=not args.no_per_task, efficiency=pairs)
+    if args.both_units:
+        if args.published is None or args.runs is not None:
+            raise AnalysisInputError("--both-units reads released curves only: give --published DIR and no --runs")
+        results = analyze_both_units(args.out, args.published, step_units, **options)
+        for unit, res in results.items():
+            _report_problems(res, Path(args.out) / f"units-{unit}")
+        print(f"both step-unit readings: {Path(args.out) / 'summary.md'} compares them")
+        return 0
+    result = analyze(args.out, runs=runs, published=args.published, step_units=step_units, **options)
     if args.embedding:
         from analysis.embedding import load_task_embedding, tsne_embedding
         from analysis.figures import save, task_embedding_figure
@@ -101,12 +116,16 @@ def _analyze(args: argparse.Namespace) -> int:
         result.written += write_table(emb, Path(args.out) / "tables" / "task_embedding", formats=("csv",))
         result.written.append(save(task_embedding_figure(emb, ["hopper-hop"]),
                                    Path(args.out) / "figures" / "task_embedding.png"))
+    _report_problems(result, Path(args.out))
+    return 0
+
+
+def _report_problems(result, out: Path) -> None:
     counts = result.problems.groupby("kind").size().to_dict() if not result.problems.empty else {}
-    print(f"wrote {len(result.written)} files under {args.out} (summary.md lists them)")
+    print(f"wrote {len(result.written)} files under {out} (summary.md lists them)")
     if counts:
         print("problems: " + ", ".join(f"{n} {kind}" for kind, n in counts.items())
-              + f" (details: {Path(args.out) / 'tables' / 'problems.csv'})")
-    return 0
+              + f" (details: {out / 'tables' / 'problems.csv'})")
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -195,6 +214,16 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--reps", type=int, default=2000, help="bootstrap replicates (default 2000)")
     analyze.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     analyze.add_argument("--no-per-task", dest="no_per_task", action="store_true", help="skip per-task figures")
+    analyze.add_argument("--step-unit", dest="step_units", action="append", default=[], metavar="FOLDER=UNIT",
+                         help="step unit of a released folder or algorithm, env or agent (repeatable or "
+                              "comma-separated, e.g. mbdpo=env); default: analysis/units.py (mbdpo: agent, "
+                              "TD-MPC2-era folders: env; FIDELITY.md D1)")
+    analyze.add_argument("--both-units", dest="both_units", action="store_true",
+                         help="analyse released curves under both readings of the mbdpo folders' step unit, into "
+                              "OUT/units-agent/ and OUT/units-env/")
+    analyze.add_argument("--efficiency", action="append", default=[], metavar="A:B",
+                         help="sample-efficiency ratio: k such that B needs k× A's env steps for the same score "
+                              "(repeatable; default mbdpo:tdmpc2 when both are present)")
     analyze.add_argument("--embedding", help="a multi-task checkpoint: also plot its task embeddings (t-SNE)")
     analyze.add_argument("--embedding-tasks", dest="embedding_tasks",
                          help="comma-separated task names of the embedding rows, in task-id order")

@@ -104,10 +104,11 @@ def save(fig: Figure, path: str | Path, dpi: int = 130) -> Path:
 # ------------------------------------------------------------------------------------ aggregate results (fig. 1, 4-5)
 
 def aggregate_curves(curves: pd.DataFrame, ylabel: str = "IQM normalised score", ncols: int = 5,
-                     title: str | None = None) -> Figure:
+                     title: str | None = None, units_note: str | None = None) -> Figure:
     """Fig. 1, 4-5: an aggregate score (with its CI band) against env steps, one panel per domain.
 
-    ``curves`` is :func:`analysis.stats.sample_efficiency_curves`' table.
+    ``curves`` is :func:`analysis.stats.sample_efficiency_curves`' table; ``units_note`` (how each source's steps
+    became env steps, :func:`analysis.units.readings_note`) is printed under the panels.
     """
     if curves.empty:
         return _empty("no aggregate curves: no aligned evaluations")
@@ -122,14 +123,52 @@ def aggregate_curves(curves: pd.DataFrame, ylabel: str = "IQM normalised score",
             ax.fill_between(c["step"], c["low"], c["high"], color=palette[alg], alpha=0.2, lw=0)
         n_tasks = int(sub["n_tasks"].max())
         ax.set_title(f"{domain} ({n_tasks} task{'s' if n_tasks != 1 else ''})")
-        ax.set_xlabel("environment steps")
+        ax.set_xlabel("env steps")
         ax.set_ylim(-2, 102)
         _millions(ax)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(ylabel)
     _legend(fig, axes[0])
+    if units_note:
+        fig.supxlabel(units_note, fontsize=8)
     if title:
         fig.suptitle(title)
+    return fig
+
+
+def efficiency_figure(curves: pd.DataFrame, row: Mapping, units_note: str = "x: env steps") -> Figure:
+    """The sample-efficiency ratio of one (A, B, domain): A's and B's aggregate curves (mean normalised score over
+    tasks) against env steps, and B drawn at step / k (dashed), which lies on A when B(s) = A(s/k) fits.
+
+    ``curves`` and ``row`` (one row of the table, a mapping) come from
+    :func:`analysis.efficiency.sample_efficiency_ratio`; ``units_note`` (how each source's steps became env steps,
+    :func:`analysis.units.readings_note`) is printed under the axis.
+    """
+    a, b, domain = row["a"], row["b"], row["domain"]
+    sub = curves[(curves["a"] == a) & (curves["b"] == b) & (curves["domain"] == domain)]
+    if sub.empty:
+        return _empty(f"no curves of {a} and {b} in {domain}")
+    fig = Figure(figsize=(6.0, 4.2), layout="constrained")
+    ax = fig.subplots()
+    palette = colors([a, b])
+    styles = {"a": (a, "-", f"{display_name(a)}"), "b": (b, "-", f"{display_name(b)}"),
+              "b_rescaled": (b, "--", f"{display_name(b)} at step / k")}
+    for curve, (alg, ls, label) in styles.items():
+        c = sub[sub["curve"] == curve].sort_values("step")
+        if not c.empty:
+            ax.plot(c["step"], c["value"], ls=ls, color=palette[alg], label=label, lw=1.6)
+    k = row["k"]
+    if np.isfinite(k):
+        title = (f"{domain}: k = {k:.2f} [{row['low']:.2f}, {row['high']:.2f}] — {display_name(b)} needs k× the "
+                 f"env steps of {display_name(a)}")
+    else:
+        title = f"{domain}: k not estimated ({row['notes']})"
+    ax.set_title(title, fontsize=9, wrap=True)
+    ax.set_xlabel(f"env steps\n{units_note}", fontsize=8)
+    ax.set_ylabel(f"mean normalised score ({int(row['n_tasks'])} tasks)")
+    _millions(ax)
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False, fontsize=8)
     return fig
 
 
@@ -203,8 +242,9 @@ def probability_of_improvement_plot(poi: pd.DataFrame) -> Figure:
 
 
 def per_task_curves(aligned: pd.DataFrame, tasks: Iterable[str] | None = None, ncols: int = 6,
-                    value: str = "score") -> Figure:
-    """Fig. 16-20: per-task curves, the mean over seeds with a ±1 std band, one panel per task."""
+                    value: str = "score", units_note: str = "x: env steps") -> Figure:
+    """Fig. 16-20: per-task curves, the mean over seeds with a ±1 std band, one panel per task; the x unit
+    (``units_note``, e.g. :func:`analysis.units.readings_note`) under the panels."""
     if aligned.empty:
         return _empty("no per-task curves: no evaluations")
     tasks = sorted(aligned["task"].unique()) if tasks is None else list(tasks)
@@ -226,6 +266,7 @@ def per_task_curves(aligned: pd.DataFrame, tasks: Iterable[str] | None = None, n
     if axes:
         axes[0].set_ylabel("normalised score" if value == "score" else value)
         _legend(fig, axes[0])
+        fig.supxlabel(units_note, fontsize=8)
     return fig
 
 
@@ -244,7 +285,7 @@ def diagnostics_curves(train: pd.DataFrame, columns: Iterable[str] = ("cross_td_
     palette = colors(train["algorithm"])
     for ax, column in zip(axes, columns):
         ax.set_title(DIAGNOSTIC_NAMES.get(column, column.replace("_", " ")))
-        ax.set_xlabel("environment steps")
+        ax.set_xlabel("env steps (harness runs)")
         _millions(ax)
         ax.grid(alpha=0.3)
         if column not in train.columns or train[column].isna().all():
@@ -322,7 +363,7 @@ def o2o_curves(aligned: pd.DataFrame, settings: Mapping[str, str]) -> Figure:
         ax.plot(stats.index, stats["mean"], color=palette[i], label=f"{label} ({sub['task'].nunique()} tasks)")
         ax.fill_between(stats.index, stats["mean"] - stats["std"], stats["mean"] + stats["std"], color=palette[i],
                         alpha=0.2, lw=0)
-    ax.set_xlabel("environment steps")
+    ax.set_xlabel("env steps")
     ax.set_ylabel("normalised score")
     ax.set_title("Offline-to-online: from scratch vs fine-tuned")
     _millions(ax)

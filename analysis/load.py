@@ -6,14 +6,17 @@ tasks and everything the alignment dropped. Nothing is skipped silently.
 
 The tidy evaluation table (``EVAL_COLUMNS``) has one row per (algorithm, task, seed, env step):
 ``return`` is the mean evaluation episode return, ``success`` the success rate in 0-1 (NaN where the suite has
-none) and ``score`` the normalised score of :func:`analysis.scores.normalised_score` (0-100).
+none) and ``score`` the normalised score of :func:`analysis.scores.normalised_score` (0-100). ``step`` is always in
+**env steps** (action repeat included): ``source_step`` is the step as the file wrote it and ``step_unit`` that
+file's unit (``env`` or ``agent``; analysis/units.py declares it per source, FIDELITY.md D1), so
+``step = source_step × action repeat`` for agent-step sources and ``step = source_step`` otherwise.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,11 +25,12 @@ import pandas as pd
 import yaml
 
 from analysis import AnalysisInputError
+from analysis import units as U
 from analysis.scores import normalised_score
 from envs.registry import TASKS, TaskSpec
 
 EVAL_COLUMNS = ["source", "algorithm", "task", "suite", "domain", "seed", "step", "return", "success", "score",
-                "budget", "config_hash", "path"]
+                "budget", "config_hash", "path", "source_step", "step_unit"]
 PROBLEM_COLUMNS = ["kind", "path", "algorithm", "task", "seed", "message"]
 
 # The TD-MPC2-era release names the MyoSuite hand tasks `myo-hand-reach`; the registry (and mbdpo's) `myo-reach`.
@@ -36,16 +40,19 @@ PIXELS_SUFFIX = "-pixels"
 
 @dataclass
 class RunSet:
-    """What a loader read: tidy evaluations, per-run metadata, training logs and the problems it found."""
+    """What a loader read: tidy evaluations, per-run metadata, training logs, the problems it found and the step
+    unit of each source it read (``step_units``: :data:`analysis.units.UNITS_COLUMNS`, one row per source folder)."""
 
     evals: pd.DataFrame
     runs: pd.DataFrame = field(default_factory=pd.DataFrame)
     train: pd.DataFrame = field(default_factory=pd.DataFrame)
     problems: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=PROBLEM_COLUMNS))
+    step_units: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=U.UNITS_COLUMNS))
 
     def __add__(self, other: RunSet) -> RunSet:
         return RunSet(_concat([self.evals, other.evals], EVAL_COLUMNS), _concat([self.runs, other.runs]),
-                      _concat([self.train, other.train]), _concat([self.problems, other.problems], PROBLEM_COLUMNS))
+                      _concat([self.train, other.train]), _concat([self.problems, other.problems], PROBLEM_COLUMNS),
+                      _concat([self.step_units, other.step_units], U.UNITS_COLUMNS))
 
 
 def _concat(frames: list[pd.DataFrame], columns: list[str] | None = None) -> pd.DataFrame:
@@ -152,7 +159,8 @@ def load_runs(root: str | Path, expected: Iterable[tuple[str, str, int]] | None 
             "source": "ours", "algorithm": name, "task": task, "seed": seed, "step": ev["step"],
             "return": ev["episode_return"], "success": pd.to_numeric(ev["success"], errors="coerce"),
             "budget": meta["total_env_steps"] or (int(ev["step"].max()) if len(ev) else 0),
-            "config_hash": meta["config_hash"], "path": str(eval_path)}))
+            "config_hash": meta["config_hash"], "path": str(eval_path), "source_step": ev["step"],
+            "step_unit": U.OWN_RUNS_STEP_UNIT}))
         if train_logs and (run_dir / "train.csv").exists():
             try:
                 tr = _read_csv(run_dir / "train.csv", ["step"])
@@ -177,7 +185,11 @@ def load_runs(root: str | Path, expected: Iterable[tuple[str, str, int]] | None 
     if not train_df.empty:
         train_df["domain"] = train_df["task"].map(lambda t: TASKS[t].domain)
     problems += _missing_runs(evals_df, expected, source_root=root, across_algorithms=False)
-    return RunSet(evals_df, runs_df, train_df, pd.DataFrame(problems, columns=PROBLEM_COLUMNS))
+    names = sorted(evals_df["algorithm"].unique()) if not evals_df.empty else []
+    units = pd.DataFrame([{"source": "ours", "folder": str(root / name.split("@")[0]), "algorithm": name,
+                           "step_unit": U.OWN_RUNS_STEP_UNIT, "origin": "harness run files (eval.csv counts env steps)",
+                           "reading": U.reading(U.OWN_RUNS_STEP_UNIT)} for name in names], columns=U.UNITS_COLUMNS)
+    return RunSet(evals_df, runs_df, train_df, pd.DataFrame(problems, columns=PROBLEM_COLUMNS), units)
 
 
 def _split_mixed_configs(runs: pd.DataFrame, problems: list[dict]) -> dict[tuple[str, str, str], str]:
@@ -227,8 +239,15 @@ def published_task_name(file_stem: str, pixels: bool) -> str:
     return f"{name}{PIXELS_SUFFIX}" if pixels else name
 
 
-def load_published(root: str | Path, algorithms: Iterable[str] | None = None) -> RunSet:
+def load_published(root: str | Path, algorithms: Iterable[str] | None = None,
+                   step_units: Mapping[str, str] | Iterable[str] | None = None) -> RunSet:
     """Read released curves (``root/{algorithm}[-pixels]/{task}.csv``, the format of shared/reference/FORMAT.md).
+
+    Steps become env steps (FIDELITY.md D1): each folder's unit comes from ``step_units`` (``{folder or algorithm:
+    "env"|"agent"}`` or ``["mbdpo=env", ...]``, :func:`analysis.units.parse_step_units`), else from
+    :data:`analysis.units.PUBLISHED_STEP_UNITS`, else env steps with a ``step_unit_assumed`` problem. An agent-step
+    file's ``step`` is multiplied by the task's action repeat (registry); ``source_step`` keeps the file's value.
+    An override naming no folder under ``root`` is an error (a typo must not leave the declared unit in force).
 
     ``step,reward,seed`` or ``step,success,seed``. Success tasks come in two scales: TD-MPC2-era folders give
     ``success`` in 0-1, the mbdpo folders give success × 100 in the ``reward`` column; both become ``success`` in
@@ -241,16 +260,30 @@ def load_published(root: str | Path, algorithms: Iterable[str] | None = None) ->
         raise AnalysisInputError(f"published results directory {str(root)!r} does not exist "
                                  "(expected per-algorithm folders of per-task CSVs)")
     wanted = set(algorithms) if algorithms is not None else None
+    overrides = U.parse_step_units(step_units)
     folders = sorted(p for p in root.iterdir() if p.is_dir())
     if not folders:
         raise AnalysisInputError(f"published results directory {str(root)!r} has no algorithm folders")
+    names = {f.name for f in folders} | {f.name.removesuffix(PIXELS_SUFFIX) for f in folders}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise AnalysisInputError(f"--step-unit: no released folder or algorithm {', '.join(map(repr, unknown))} under "
+                                 f"{str(root)!r}; folders: {', '.join(f.name for f in folders)}")
     problems: list[dict] = []
     frames = []
+    unit_rows = []
     for folder in folders:
         pixels = folder.name.endswith(PIXELS_SUFFIX)
         algorithm = folder.name[: -len(PIXELS_SUFFIX)] if pixels else folder.name
         if wanted is not None and algorithm not in wanted:
             continue
+        unit, origin = U.resolve_unit(folder.name, overrides)
+        unit_rows.append({"source": "published", "folder": folder.name, "algorithm": algorithm, "step_unit": unit,
+                          "origin": origin, "reading": U.reading(unit)})
+        if origin.startswith("default"):
+            problems.append(_problem("step_unit_assumed", folder, f"step unit of folder {folder.name!r} is not "
+                                     f"declared (analysis/units.py); read as {unit} steps — set it with "
+                                     f"--step-unit {folder.name}=env|agent", algorithm))
         for path in sorted(folder.glob("*.csv")):
             task = published_task_name(path.stem, pixels)
             spec = _spec(task)
@@ -276,9 +309,11 @@ def load_published(root: str | Path, algorithms: Iterable[str] | None = None) ->
                 ret = pd.Series(np.nan, index=value.index)
             else:
                 success, ret = pd.Series(np.nan, index=value.index), value
+            # FIDELITY.md D1: agent-step files are put on env steps with the task's own action repeat.
+            scale = spec.action_repeat if unit == U.AGENT else 1
             frame = pd.DataFrame({"source": "published", "algorithm": algorithm, "task": task, "seed": seed,
-                                  "step": step, "return": ret, "success": success, "budget": spec.budget,
-                                  "config_hash": "", "path": str(path)})
+                                  "step": step * scale, "return": ret, "success": success, "budget": spec.budget,
+                                  "config_hash": "", "path": str(path), "source_step": step, "step_unit": unit})
             dup = frame.duplicated(["seed", "step"], keep="last")
             for s, n in frame.loc[dup].groupby("seed").size().items():
                 problems.append(_problem("duplicate_step", path, f"{n} evaluation(s) repeat an earlier step; the "
@@ -290,7 +325,8 @@ def load_published(root: str | Path, algorithms: Iterable[str] | None = None) ->
                                  + (f" for algorithms {sorted(wanted)}" if wanted else ""))
     evals = _with_task_columns(evals)[EVAL_COLUMNS]
     problems += _missing_runs(evals, None, source_root=root, across_algorithms=True)
-    return RunSet(evals, problems=pd.DataFrame(problems, columns=PROBLEM_COLUMNS))
+    return RunSet(evals, problems=pd.DataFrame(problems, columns=PROBLEM_COLUMNS),
+                  step_units=pd.DataFrame(unit_rows, columns=U.UNITS_COLUMNS))
 
 
 # ---------------------------------------------------------------------------------------------------- alignment

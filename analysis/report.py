@@ -7,23 +7,33 @@ Layout of ``OUT``::
     tables/interval_estimates.csv         every metric × domain × algorithm with CIs
     tables/probability_of_improvement.{csv,md,tex}, tables/performance_profiles.csv, tables/aggregate_curves.csv
     tables/training_time.{csv,md,tex}     (tab. 1; own runs only)
+    tables/step_units.{csv,md}            each source's step unit and how it became env steps (FIDELITY.md D1)
+    tables/efficiency.{csv,md,tex}        sample-efficiency ratio k per A:B pair and domain, tables/efficiency_curves.csv
     tables/problems.csv, tables/alignment_dropped.csv   what was missing, corrupt, split or dropped
     figures/*.png                         aggregate curves, interval estimates, profiles, P(improvement),
-                                          per-task curves per domain, cross-TD error / policy drift
-    summary.md                            what was read, what was written, what is missing
+                                          per-task curves per domain, cross-TD error / policy drift,
+                                          efficiency_<A>_vs_<B>_<domain>.png
+    summary.md                            what was read, what was written, what is missing, the step units
+
+Every step axis is in env steps; the step-unit reading of each source is in the captions and summary.md.
+:func:`analyze_both_units` runs the whole analysis once per reading of the uncertain folders (mbdpo: agent / env)
+into ``OUT/units-agent/`` and ``OUT/units-env/``, with ``OUT/tables/efficiency_by_unit.*`` side by side.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from analysis import efficiency as E
 from analysis import figures as F
 from analysis import stats as S
 from analysis import tables as T
+from analysis import units as U
 from analysis.load import (
     AnalysisInputError,
     RunSet,
@@ -47,13 +57,18 @@ class AnalysisResult:
     problems: pd.DataFrame
     dropped: pd.DataFrame
     written: list[Path] = field(default_factory=list)
+    efficiency: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=E.EFFICIENCY_COLUMNS))
+    step_units: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=U.UNITS_COLUMNS))
 
 
 def gather(runs: str | Path | None = None, published: str | Path | None = None,
-           algorithms: list[str] | None = None, expected: list[tuple[str, str, int]] | None = None) -> RunSet:
+           algorithms: list[str] | None = None, expected: list[tuple[str, str, int]] | None = None,
+           step_units: Mapping[str, str] | Iterable[str] | None = None) -> RunSet:
     """Own runs and/or released curves in one :class:`RunSet`; with both, released ones are labelled
     ``"<algorithm> (published)"`` so they are never averaged with ours. ``expected`` (name, task, seed) limits our
-    runs to those (a workflow config's grid; others in the folder are ignored) and reports the absent ones."""
+    runs to those (a workflow config's grid; others in the folder are ignored) and reports the absent ones.
+    ``step_units`` overrides released folders' step units (:func:`analysis.load.load_published`); every source
+    ends up in env steps (FIDELITY.md D1) and ``RunSet.step_units`` lists each source's reading."""
     if runs is None and published is None:
         raise AnalysisInputError("nothing to analyse: give a runs directory (--runs) and/or released curves "
                                  "(--published)")
@@ -68,13 +83,13 @@ def gather(runs: str | Path | None = None, published: str | Path | None = None,
                     keys = zip(frame["algorithm"].str.split("@").str[0], frame["task"], frame["seed"].astype(int))
                     setattr(result, name, frame[[k in wanted for k in keys]].reset_index(drop=True))
     if published is not None:
-        pub = load_published(published, algorithms)
+        pub = load_published(published, algorithms, step_units)
         if runs is not None:
-            for frame in (pub.evals, pub.problems):
+            for frame in (pub.evals, pub.problems, pub.step_units):
                 frame["algorithm"] = frame["algorithm"].astype(str) + PUBLISHED_SUFFIX
         result = result + pub if runs is not None else pub
     if algorithms is not None:
-        for name in ("evals", "runs", "train", "problems"):
+        for name in ("evals", "runs", "train", "problems", "step_units"):
             frame = getattr(result, name)
             if frame.empty or "algorithm" not in frame.columns:
                 continue
@@ -89,22 +104,42 @@ def gather(runs: str | Path | None = None, published: str | Path | None = None,
 def analyze(out: str | Path, runs: str | Path | None = None, published: str | Path | None = None,
             at_step: int | None = None, algorithms: list[str] | None = None, candidate: str = "mbdpo",
             reps: int = 2000, seed: int = 0, per_task: bool = True,
-            expected: list[tuple[str, str, int]] | None = None) -> AnalysisResult:
-    """Regenerate the tables and figures under ``out`` (see the module docstring for the layout)."""
+            expected: list[tuple[str, str, int]] | None = None,
+            step_units: Mapping[str, str] | Iterable[str] | None = None,
+            efficiency: Iterable[str] | Iterable[tuple[str, str]] | None = None) -> AnalysisResult:
+    """Regenerate the tables and figures under ``out`` (see the module docstring for the layout).
+
+    ``step_units`` overrides released folders' step units ({folder: unit} or ``["mbdpo=env"]``; FIDELITY.md D1);
+    ``efficiency`` lists the A:B pairs of the sample-efficiency ratio (``"mbdpo:tdmpc2"`` or tuples; default
+    mbdpo:tdmpc2 when both are present; an empty list computes none).
+    """
     out = Path(out)
-    data = gather(runs, published, algorithms, expected)
+    pairs = None if efficiency is None else [p if isinstance(p, tuple) else E.parse_pairs([p])[0] for p in efficiency]
+    data = gather(runs, published, algorithms, expected, step_units)
     evals = data.evals
+    present = sorted(evals["algorithm"].unique())
+    pairs = E.default_pairs(present) if pairs is None else pairs
+    absent = sorted({x for pair in pairs for x in pair} - set(present))
+    if absent:  # before the statistics: a typo should not cost the whole analysis
+        raise AnalysisInputError(f"--efficiency: no evaluations of {', '.join(map(repr, absent))}; algorithms "
+                                 f"present: {', '.join(present)}")
     written: list[Path] = []
     tables, figs = out / "tables", out / "figures"
+    units_note = U.readings_note(data.step_units)
+    written += T.write_table(data.step_units, tables / "step_units",
+                             "Step unit of each source; every figure and table is in env steps (FIDELITY.md D1)",
+                             formats=("csv", "md"))
 
     values, dropped_at = values_at(evals, at_step)
     steps = values.groupby("domain")["step"].first().to_dict()
     intervals = S.interval_estimates(values, reps=reps, seed=seed)
     per_domain = T.per_domain_table(intervals, steps)
     written += T.write_table(per_domain, tables / "per_domain",
-                             "Normalised score (0-100) per domain: mean and IQM with 95% stratified-bootstrap CIs")
+                             "Normalised score (0-100) per domain: mean and IQM with 95% stratified-bootstrap CIs, "
+                             f"at env step `step`. Step readings: {units_note}")
     written += T.write_table(T.paper_domain_table(per_domain), tables / "per_domain_paper",
-                             "Mean normalised score per domain [95% CI]")
+                             "Mean normalised score per domain [95% CI], at each domain's env-step budget. "
+                             f"Step readings: {units_note}")
     written += T.write_table(intervals, tables / "interval_estimates", formats=("csv",))
     fig_domain = "All" if "All" in set(intervals["domain"]) else intervals["domain"].iloc[0]
     written.append(F.save(F.interval_plot(intervals, fig_domain), figs / "interval_estimates.png"))
@@ -127,10 +162,28 @@ def analyze(out: str | Path, runs: str | Path | None = None, published: str | Pa
     aligned, dropped = align(evals)
     curves = S.sample_efficiency_curves(aligned, reps=reps, seed=seed)
     written += T.write_table(curves, tables / "aggregate_curves", formats=("csv",))
-    written.append(F.save(F.aggregate_curves(curves), figs / "aggregate_curves.png"))
+    written.append(F.save(F.aggregate_curves(curves, units_note=units_note), figs / "aggregate_curves.png"))
     if per_task:
         for domain, sub in aligned.groupby("domain"):
-            written.append(F.save(F.per_task_curves(sub), figs / f"per_task_{_slug(domain)}.png"))
+            note = U.readings_note(data.step_units, sub["algorithm"].unique())
+            written.append(F.save(F.per_task_curves(sub, units_note=note), figs / f"per_task_{_slug(domain)}.png"))
+
+    eff_tables, eff_curves = [], []
+    for a, b in pairs:
+        table, eff_curve = E.sample_efficiency_ratio(evals, a, b, reps=reps, seed=seed)
+        eff_tables.append(table)
+        eff_curves.append(eff_curve)
+        note = U.readings_note(data.step_units, [a, b])
+        for row in table.to_dict("records"):
+            written.append(F.save(F.efficiency_figure(eff_curve, row, note),
+                                  figs / f"efficiency_{_file_slug(a)}_vs_{_file_slug(b)}_{_slug(row['domain'])}.png"))
+    eff_table = pd.concat(eff_tables, ignore_index=True) if eff_tables else \
+        pd.DataFrame(columns=E.EFFICIENCY_COLUMNS)
+    if eff_tables:
+        written += T.write_table(eff_table, tables / "efficiency", EFFICIENCY_CAPTION + f" Step readings: {units_note}",
+                                 floatfmt=".3g")
+        written += T.write_table(pd.concat(eff_curves, ignore_index=True), tables / "efficiency_curves",
+                                 formats=("csv",))
 
     if not data.runs.empty:
         timing = T.training_time_table(data.runs, data.train)
@@ -155,8 +208,75 @@ def analyze(out: str | Path, runs: str | Path | None = None, published: str | Pa
     written += T.write_table(problems, tables / "problems", formats=("csv",))
     written += T.write_table(dropped_all, tables / "alignment_dropped", formats=("csv",))
     written.append(T.atomic_write_text(out / "summary.md", _summary(evals, problems, dropped_all, per_domain,
-                                                                    written, out)))
-    return AnalysisResult(out, per_domain, problems, dropped_all, written)
+                                                                    written, out, data.step_units, eff_table)))
+    return AnalysisResult(out, per_domain, problems, dropped_all, written, eff_table, data.step_units)
+
+
+EFFICIENCY_CAPTION = ("Sample-efficiency ratio k: B needs k times the env steps of A to reach the same mean "
+                      "normalised score (B(s) = A(s/k), least squares over the steps both curves cover; k > 1: A "
+                      "is more sample-efficient); 95% bootstrap CI over tasks and runs.")
+BOTH_UNITS = (U.AGENT, U.ENV)
+
+
+def analyze_both_units(out: str | Path, published: str | Path, step_units: Mapping[str, str] | Iterable[str] |
+                       None = None, **kwargs) -> dict[str, AnalysisResult]:
+    """The whole analysis once per reading of the folders whose step unit is uncertain (FIDELITY.md D1:
+    :data:`analysis.units.UNCERTAIN_FOLDERS`, the mbdpo folders): ``OUT/units-agent/`` and ``OUT/units-env/``, and
+    ``OUT/tables/efficiency_by_unit.{csv,md,tex}`` (both readings' k side by side) and ``OUT/summary.md``.
+
+    ``step_units`` may set other folders; setting an uncertain one as well is an error (this function sets them).
+    Other keyword arguments go to :func:`analyze`. Returns {reading: result}.
+    """
+    out = Path(out)
+    root = Path(published)
+    if not root.is_dir():
+        raise AnalysisInputError(f"published results directory {str(root)!r} does not exist "
+                                 "(expected per-algorithm folders of per-task CSVs)")
+    fixed = U.parse_step_units(step_units)
+    folders = {p.name for p in root.iterdir() if p.is_dir()}
+    uncertain = [f for f in U.UNCERTAIN_FOLDERS if f in folders]
+    if not uncertain:
+        raise AnalysisInputError(f"--both-units: none of the folders with an uncertain step unit "
+                                 f"({', '.join(U.UNCERTAIN_FOLDERS)}) is under {str(root)!r}")
+    clash = sorted(k for k in fixed if k in uncertain or k in {f.removesuffix("-pixels") for f in uncertain})
+    if clash:
+        raise AnalysisInputError(f"--both-units analyses {', '.join(uncertain)} under both units; do not also set "
+                                 f"--step-unit for {', '.join(clash)}")
+    results = {}
+    for unit in BOTH_UNITS:
+        results[unit] = analyze(out / f"units-{unit}", published=published,
+                                step_units={**fixed, **{f: unit for f in uncertain}}, **kwargs)
+    side = [r.efficiency.assign(reading=f"{', '.join(uncertain)} = {unit} steps") for unit, r in results.items()]
+    table = pd.concat(side, ignore_index=True)
+    table = table[["reading", *[c for c in table.columns if c != "reading"]]]
+    written = T.write_table(table, out / "tables" / "efficiency_by_unit",
+                            EFFICIENCY_CAPTION + f" Under each reading of {', '.join(uncertain)} (FIDELITY.md D1).",
+                            floatfmt=".3g")
+    lines = ["# Analysis under both step-unit readings", "",
+             f"The step unit of {', '.join(uncertain)} is uncertain (FIDELITY.md D1), so everything was computed "
+             "twice; each folder has its own summary.md.", ""]
+    for unit, r in results.items():
+        lines.append(f"- `units-{unit}/`: {', '.join(uncertain)} read as {U.reading(unit)}")
+    lines += ["", "## Sample-efficiency ratio under both readings", "", EFFICIENCY_CAPTION, "",
+              T.to_markdown(_efficiency_markdown(table, with_reading=True)), "",
+              "Files: " + ", ".join(str(p.relative_to(out)) for p in written)]
+    T.atomic_write_text(out / "summary.md", "\n".join(lines) + "\n")
+    return results
+
+
+def _efficiency_markdown(table: pd.DataFrame, with_reading: bool = False) -> pd.DataFrame:
+    """The efficiency table as a reader wants it: k [CI] in one cell, the steps compared, the unit readings."""
+    def cell(r) -> str:
+        return "–" if pd.isna(r["k"]) else f"{r['k']:.2f} [{r['low']:.2f}, {r['high']:.2f}]"
+    rows = []
+    for _, r in table.iterrows():
+        row = {"reading": r["reading"]} if with_reading else {}
+        row.update({"domain": r["domain"], "A": r["a"], "B": r["b"], "k [95% CI]": cell(r),
+                    "tasks": int(r["n_tasks"]),
+                    "env steps compared": "" if pd.isna(r["steps_from"]) else f"{r['steps_from']:,}-{r['steps_to']:,}",
+                    "A steps": r["units_a"], "B steps": r["units_b"], "notes": r["notes"]})
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def with_run_config(values: pd.DataFrame, runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -226,13 +346,33 @@ def _slug(text: str) -> str:
     return text.lower().replace(" ", "_")
 
 
+def _file_slug(text: str) -> str:
+    """``"mbdpo (published)"`` → ``mbdpo_published``: a label as a file-name part."""
+    return "_".join("".join(c if c.isalnum() or c in "-@" else " " for c in text).split())
+
+
 def _summary(evals: pd.DataFrame, problems: pd.DataFrame, dropped: pd.DataFrame, per_domain: pd.DataFrame,
-             written: list[Path], out: Path) -> str:
+             written: list[Path], out: Path, step_units: pd.DataFrame | None = None,
+             efficiency: pd.DataFrame | None = None) -> str:
     lines = ["# Analysis summary", "",
              (f"Read {evals.groupby(['algorithm', 'task', 'seed']).ngroups} runs of "
              f"{evals['algorithm'].nunique()} algorithm(s) on {evals['task'].nunique()} task(s)."), "",
-             "## Per-domain normalised score", "", T.to_markdown(T.paper_domain_table(per_domain)), "",
-             "## Problems", ""]
+             "## Step units", "",
+             "Every step below, in tables and on figure axes, is an **env step** (action repeat included). Sources "
+             "that count agent steps were multiplied by each task's action repeat on loading (FIDELITY.md D1); the "
+             "file's own value is kept as `source_step`. Readings (`--step-unit FOLDER=env|agent` changes one, "
+             "`--both-units` computes both for the uncertain mbdpo folders):", ""]
+    if step_units is not None and not step_units.empty:
+        lines.append(T.to_markdown(step_units[["source", "folder", "algorithm", "step_unit", "reading", "origin"]]))
+    else:
+        lines.append("No source listed.")
+    lines += ["", "## Per-domain normalised score", "",
+              "At the env step in `tables/per_domain.csv`'s column `step` (default: each domain's budget end).", "",
+              T.to_markdown(T.paper_domain_table(per_domain)), ""]
+    if efficiency is not None and not efficiency.empty:
+        lines += ["## Sample-efficiency ratio", "", EFFICIENCY_CAPTION, "",
+                  T.to_markdown(_efficiency_markdown(efficiency)), ""]
+    lines += ["## Problems", ""]
     if problems.empty:
         lines.append("None: every expected run was read.")
     else:

@@ -75,11 +75,23 @@ def _rng(seed: int) -> np.random.RandomState:
     return np.random.RandomState(seed)
 
 
-def stratified_bootstrap(matrix: np.ndarray, reps: int, rng: np.random.Generator) -> np.ndarray:
-    """(reps, runs, tasks) replicates: runs resampled with replacement **within each task** (rliable's scheme)."""
+def stratified_bootstrap(matrix: np.ndarray, reps: int, rng: np.random.Generator,
+                         task_idx: np.ndarray | None = None) -> np.ndarray:
+    """(reps, runs, tasks, …) replicates: runs resampled with replacement **within each task** (rliable's scheme).
+
+    ``matrix`` is (runs, tasks) or (runs, tasks, …) — trailing axes (e.g. steps of a curve) travel with their run.
+    ``task_idx`` (reps, tasks), from :func:`bootstrap_task_indices`, also resamples the tasks: replicate r's column
+    j is task ``task_idx[r, j]`` (pass the same indices to two algorithms to keep them on the same task draw).
+    """
     runs, tasks = matrix.shape[:2]
     idx = rng.integers(0, runs, size=(reps, runs, tasks))
-    return matrix[idx, np.arange(tasks)]
+    columns = np.arange(tasks) if task_idx is None else np.asarray(task_idx)[:, None, :]
+    return matrix[idx, columns]
+
+
+def bootstrap_task_indices(tasks: int, reps: int, rng: np.random.Generator) -> np.ndarray:
+    """(reps, tasks) task indices drawn with replacement: the outer stage of a bootstrap over tasks and runs."""
+    return rng.integers(0, tasks, size=(reps, tasks))
 
 
 def _percentile_ci(replicates: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:

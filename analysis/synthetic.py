@@ -8,13 +8,14 @@ level with seed noise, so the statistics have something to find; nothing here pr
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import yaml
 
+from analysis.units import AGENT, resolve_unit
 from envs.registry import TASKS
 
 # Final normalised score levels per algorithm (0-100), loosely ordered like the paper's figures.
@@ -44,11 +45,14 @@ def curves(algorithms: Iterable[str], tasks: Iterable[str], seeds: Iterable[int]
     return pd.DataFrame(rows)
 
 
-def write_published(root: str | Path, table: pd.DataFrame) -> Path:
-    """Write ``table`` (from :func:`curves`) in the released format: ``root/{alg}[-pixels]/{task}.csv``.
+def write_published(root: str | Path, table: pd.DataFrame, step_units: Mapping[str, str] | None = None) -> Path:
+    """Write ``table`` (from :func:`curves`, steps in env steps) in the released format: ``root/{alg}[-pixels]/{task}.csv``.
 
     DMControl tasks get ``step,reward,seed`` with returns (score × 10); success tasks ``step,success,seed`` in 0-1
     (the TD-MPC2-era convention), except for the ``mbdpo`` folder, which writes success × 100 under ``reward``.
+    Each folder's ``step`` is written in its step unit (``step_units`` {folder: unit} over the declared
+    :data:`analysis.units.PUBLISHED_STEP_UNITS`): agent-step folders (mbdpo, as released) get env step / action
+    repeat, so that loading them back gives ``table``'s env steps.
     """
     root = Path(root)
     for (alg, task), g in table.groupby(["algorithm", "task"]):
@@ -56,12 +60,14 @@ def write_published(root: str | Path, table: pd.DataFrame) -> Path:
         folder = root / (f"{alg}-pixels" if spec.obs == "rgb" else alg)
         name = spec.base if spec.obs == "rgb" and spec.base else task
         folder.mkdir(parents=True, exist_ok=True)
+        unit, _ = resolve_unit(folder.name, step_units)
+        step = g["step"] // spec.action_repeat if unit == AGENT else g["step"]
         if spec.metric == "return":
-            out = pd.DataFrame({"step": g["step"], "reward": g["score"] * 10.0, "seed": g["seed"]})
+            out = pd.DataFrame({"step": step, "reward": g["score"] * 10.0, "seed": g["seed"]})
         elif alg == "mbdpo":
-            out = pd.DataFrame({"step": g["step"], "reward": g["score"].round(0), "seed": g["seed"]})
+            out = pd.DataFrame({"step": step, "reward": g["score"].round(0), "seed": g["seed"]})
         else:
-            out = pd.DataFrame({"step": g["step"], "success": (g["score"] / 100.0).round(2), "seed": g["seed"]})
+            out = pd.DataFrame({"step": step, "success": (g["score"] / 100.0).round(2), "seed": g["seed"]})
         if spec.suite == "myosuite" and alg != "mbdpo":
             name = name.replace("myo-", "myo-hand-", 1)
         out.to_csv(folder / f"{name}.csv", index=False)

@@ -204,8 +204,10 @@ def test_published_pixels_folder_is_visual_rl_of_its_algorithm(published):
     assert set(px["algorithm"]) == {"mbdpo"}
     assert set(px["domain"]) == {"Visual RL"}
     assert set(px["budget"]) == {TASKS[PIXEL_TASK].budget}
-    final = px[px["step"] == 100_000].sort_values("seed")
+    # mbdpo-pixels counts agent steps (FIDELITY.md D1): its step 100k is 200k env steps at action repeat 2
+    final = px[px["source_step"] == 100_000].sort_values("seed")
     assert list(final["score"]) == [20.1, 20.2, 20.3]
+    assert set(final["step"]) == {200_000} and set(final["step_unit"]) == {"agent"}
     # the state task of the same name is not created by the pixel folder
     assert PIXEL_BASE not in set(ev["task"])
 

@@ -30,6 +30,8 @@ rule analyze:
         reps=ANALYSIS.get("reps", 2000),
         seed=ANALYSIS.get("seed", 0),
         per_task=ANALYSIS.get("per_task", True),
+        step_units=ANALYSIS.get("step_units") or {},
+        efficiency=ANALYSIS.get("efficiency"),
         expected=[(run.name, run.task, run.seed) for run in RUNNABLE],
     threads: 1
     resources:
@@ -64,6 +66,7 @@ if VALIDATE:
             published=VALIDATE["published"],
             at_steps=VALIDATE.get("at_steps", [100000]),
             margin=VALIDATE.get("margin", 10.0),
+            step_units=VALIDATE.get("step_units") or {},
             expected=[(run.name, run.task, run.seed) for run in RUNNABLE],
         log:
             f"{RESULTS}/logs/compare_published.log",

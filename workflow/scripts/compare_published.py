@@ -12,7 +12,8 @@ def main(snakemake) -> None:
     p = snakemake.params
     with open(snakemake.log[0], "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         ours = gather(runs=p.runs, expected=[tuple(k) for k in p.expected]).evals
-        published = load_published(p.published, sorted(ours["algorithm"].unique())).evals
+        # Released steps become env steps per folder unit (analysis/units.py, FIDELITY.md D1; validate.step_units)
+        published = load_published(p.published, sorted(ours["algorithm"].unique()), dict(p.step_units)).evals
         table = compare_to_published(ours, published, p.at_steps, p.margin)
         stem = snakemake.output[0].removesuffix(".csv")
         write_table(table, stem, "Our runs beside the released curves (normalised score)")
