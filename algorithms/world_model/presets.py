@@ -19,6 +19,10 @@ PRESETS: dict[str, dict[str, int]] = {
 }
 
 
+# Where pixel observations get their random shift (see WorldModelConfig.augment).
+AUGMENT_MODES = ("encoder", "batch")
+
+
 @dataclass
 class WorldModelConfig:
     """Resolved world-model dimensions and constants (built from an agent config by :func:`resolve`)."""
@@ -39,6 +43,12 @@ class WorldModelConfig:
     log_std_max: float = 2.0
     tau: float = 0.01
     termination: bool = False
+    augment: str = "encoder"
+    """Pixel augmentation (FIDELITY.md D5): ``encoder`` = a random shift before every encode, acting and
+    evaluation included (the released TD-MPC2 encoder's first layer); ``batch`` = only the training
+    batches are shifted, encodes are deterministic (the harness's earlier behaviour, with shift_pad 4)."""
+    shift_pad: int = 3
+    """Largest random shift in pixels (the released 3; the harness's earlier batch augmentation used 4)."""
 
 
 def resolve(model_size: str, **overrides) -> WorldModelConfig:
@@ -47,6 +57,11 @@ def resolve(model_size: str, **overrides) -> WorldModelConfig:
         raise ConfigError(f"unknown model_size {model_size!r}; valid: {', '.join(PRESETS)}")
     values = {**PRESETS[model_size], **{k: v for k, v in overrides.items() if v is not None}}
     cfg = WorldModelConfig(**values)
+    if cfg.augment not in AUGMENT_MODES:
+        raise ConfigError(f"config key 'agent.augment' is {cfg.augment!r}; valid: "
+                          f"{', '.join(repr(m) for m in AUGMENT_MODES)}")
+    if cfg.shift_pad < 0:
+        raise ConfigError(f"config key 'agent.shift_pad' must be >= 0 (0 = no shift), got {cfg.shift_pad}")
     if cfg.latent_dim % cfg.simnorm_dim:
         raise ConfigError(f"latent_dim {cfg.latent_dim} must be a multiple of simnorm_dim {cfg.simnorm_dim}")
     return cfg
