@@ -4,7 +4,7 @@
 ``render_size`` x ``render_size`` RGB render, the channels-first transpose and the 3-frame stack, i.e. what
 a pixel-based agent pays per agent step (= per frame). ``raw_render_per_s`` times
 ``physics.render(size, size, camera_id=...)`` alone on the same physics (the adapter's 64x64 offscreen
-buffer, shadows off). The two are timed in alternating blocks; each figure is the median over blocks.
+buffer; shadows on as released, FIDELITY.md D5, or off with ``--no-shadows``). The two are timed in alternating blocks; each figure is the median over blocks.
 Resets are not timed. Every line names the OpenGL backend (``MUJOCO_GL`` after the env is created) and,
 where it can be read, the GL renderer (e.g. Mesa llvmpipe = software rendering on the CPU).
 
@@ -57,10 +57,10 @@ def time_renders(physics, size: int, camera_id: int, count: int) -> int:
 
 
 def bench_task(task: str, steps: int, repeats: int, block: int, seed: int, warmup: int,
-               default_physics: bool) -> dict:
+               default_physics: bool, shadows: bool = True) -> dict:
     from envs import make_env
 
-    env = make_env(task, seed=seed, obs="rgb")
+    env = make_env(task, seed=seed, obs="rgb", shadows=shadows)
     backend = os.environ.get("MUJOCO_GL", "")
     inner = env.unwrapped
     spec = inner.spec_
@@ -138,6 +138,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--block", type=int, default=50, help="env steps / renders per timed block")
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-shadows", dest="shadows", action="store_false",
+                        help="render without shadows (make_env's shadows=False; not as released)")
     parser.add_argument("--default-physics", action="store_true",
                         help="also time renders with dm_control's default visual settings")
     args = parser.parse_args(argv)
@@ -147,13 +149,14 @@ def main(argv: list[str] | None = None) -> None:
     threads = torch_threads()
     for task in csv_list(args.tasks):
         log(f"[render] {task}: {args.repeats} x {args.steps} env steps and raw renders, blocks of {args.block}")
-        res = bench_task(task, args.steps, args.repeats, args.block, args.seed, args.warmup, args.default_physics)
+        res = bench_task(task, args.steps, args.repeats, args.block, args.seed, args.warmup, args.default_physics,
+                         args.shadows)
         spec = res["spec"]
         context = {"task": spec.name, "steps": res["timed_steps"], "repeats": args.repeats, "block": res["block"],
                    "device": render_device(res["renderer"]),
                    "torch_threads": threads, "mujoco_gl": res["backend"], "gl_renderer": res["renderer"],
                    "render_size": spec.render_size, "camera_id": spec.camera_id, "frame_stack": spec.frame_stack,
-                   "action_repeat": spec.action_repeat, "obs_shape": res["obs_shape"],
+                   "action_repeat": spec.action_repeat, "obs_shape": res["obs_shape"], "shadows": args.shadows,
                    "statistic": "median of per-block figures"}
         q1, q3 = res["env_iqr"]
         emit(BENCHMARK, "env_steps_per_s", round(res["env_rate"], 2), "agent_steps/s", p25=round(q1, 2),
@@ -161,7 +164,8 @@ def main(argv: list[str] | None = None) -> None:
              **context)
         q1, q3 = res["render_iqr"]
         emit(BENCHMARK, "raw_render_per_s", round(res["render_rate"], 2), "renders/s", p25=round(q1, 2),
-             p75=round(q3, 2), includes="physics.render on the adapter's physics (64x64 buffer, no shadows)",
+             p75=round(q3, 2), includes=("physics.render on the adapter's physics (64x64 buffer, shadows "
+                       f"{'on' if args.shadows else 'off'})"),
              **context)
         if "default_rate" in res:
             q1, q3 = res["default_iqr"]

@@ -3,6 +3,7 @@
     >>> from envs import make_env
     >>> env = make_env("cheetah-run", seed=1)              # float32 state, actions in [-1, 1]
     >>> env = make_env("cheetah-run", seed=1, obs="rgb")    # (9, 64, 64) uint8, 3 stacked frames
+    >>> env = make_env("cheetah-run", seed=1, obs="rgb", shadows=False)  # faster, not as released
 """
 
 from __future__ import annotations
@@ -53,13 +54,17 @@ def availability(spec: TaskSpec) -> tuple[bool, str]:
     return True, ""
 
 
-def make_env(task: str, seed: int | None = None, obs: str | None = None) -> gym.Env:
+def make_env(task: str, seed: int | None = None, obs: str | None = None, *, shadows: bool = True) -> gym.Env:
     """Create a registered task (or the pixel variant of a DMControl task with ``obs="rgb"``).
 
     Observations are float32 vectors (state) or channels-first uint8 frame stacks (rgb); actions lie in
     [-1, 1]; one step repeats the action ``spec.action_repeat`` times and sums the rewards; episodes end
     (truncated) after ``spec.episode_length`` agent steps; ``info["success"]`` where the suite defines it.
+    Pixels are rendered with shadows, as the released TD-MPC2 code did (FIDELITY.md D5); ``shadows=False``
+    renders faster but differently. State observations ignore ``shadows``.
     """
+    if not isinstance(shadows, bool):
+        raise TypeError(f"shadows must be True or False, got {shadows!r}")
     spec = get_task(task, obs)
     ok, reason = availability(spec)
     if not ok:
@@ -67,7 +72,7 @@ def make_env(task: str, seed: int | None = None, obs: str | None = None) -> gym.
     if spec.suite == DMCONTROL:
         from envs import dmcontrol
 
-        env = dmcontrol.make(spec, seed)
+        env = dmcontrol.make(spec, seed, shadows=shadows)
     elif spec.suite == METAWORLD:
         from envs import metaworld_adapter
 

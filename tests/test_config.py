@@ -78,3 +78,25 @@ def test_unknown_logger_is_named(tmp_path):
 
     with pytest.raises(ConfigError, match="unknown logger 'mlflow'; valid: tensorboard, wandb"):
         make_sinks(["mlflow"], tmp_path, "run", {})
+
+
+def test_render_shadows_key_defaults_on_and_reaches_make_env(monkeypatch, tmp_path):
+    """FIDELITY.md D5: shadows on by default (as released); ``render_shadows=false`` reaches make_env."""
+    from algorithms.common import trainer
+
+    assert build_config("sac").render_shadows is True
+    cfg = build_config("sac", overrides={"render_shadows": "false", "task": "cartpole-swingup", "obs": "rgb"})
+    assert cfg.render_shadows is False
+    with pytest.raises(ConfigError, match="render_shadows.*bool.*'maybe'"):
+        build_config("sac", overrides={"render_shadows": "maybe"})
+
+    calls = []
+
+    def fake_make_env(*args, **kwargs):
+        calls.append(kwargs)
+        raise RuntimeError("stop after make_env")
+
+    monkeypatch.setattr(trainer, "make_env", fake_make_env)
+    with pytest.raises(RuntimeError, match="stop after make_env"):
+        trainer.OnlineTrainer(cfg, tmp_path)
+    assert calls == [{"seed": cfg.seed, "obs": "rgb", "shadows": False}]

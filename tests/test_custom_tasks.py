@@ -133,9 +133,9 @@ def test_seeding_is_deterministic(name):
     second = custom.load(name, random=7).reset().observation
     for key in first:
         np.testing.assert_array_equal(first[key], second[key])
-    if name != "cup-spin":  # cup-spin's usual start (ball in cup) is fixed
-        other = custom.load(name, random=8).reset().observation
-        assert any(not np.array_equal(first[k], other[k]) for k in first)
+    # Every task's start depends on the seed (cup-spin's too: FIDELITY.md D6).
+    other = custom.load(name, random=8).reset().observation
+    assert any(not np.array_equal(first[k], other[k]) for k in first)
 
 
 def test_environment_kwargs_are_forwarded():
@@ -341,9 +341,58 @@ def test_reacher_three_randomises_target_within_reach():
     assert np.std(distances) > 0.01
 
 
+def test_reacher_three_has_the_released_geometry():
+    """FIDELITY.md D6: links 0.09 / 0.09 / 0.10 m, finger at 0.09 m, reach 0.27 m, +-80 degree limits."""
+    env = custom.load("reacher-three-easy", random=0)
+    named = env.physics.named.model
+    # Joint origins along the arm (body positions in their parent's frame).
+    np.testing.assert_allclose(named.body_pos["forearm"], [0.09, 0.0, 0.0])
+    np.testing.assert_allclose(named.body_pos["hand"], [0.09, 0.0, 0.0])
+    np.testing.assert_allclose(named.body_pos["finger"], [0.09, 0.0, 0.0])
+    # Capsule half-lengths (geom_size[1]): the links are 0.09, 0.09 and 0.10 m long.
+    half_lengths = [named.geom_size[g, 1] for g in ("upper_arm", "forearm", "hand")]
+    np.testing.assert_allclose(half_lengths, [0.045, 0.045, 0.05])
+    # Base joint free; middle and last joints limited to +-80 degrees.
+    assert not named.jnt_limited["shoulder"]
+    for joint in ("elbow", "wrist"):
+        assert named.jnt_limited[joint]
+        np.testing.assert_allclose(named.jnt_range[joint], np.deg2rad([-80.0, 80.0]))
+    # Stretched out, the finger is 0.27 m from the base.
+    _set_state(env.physics)
+    assert np.linalg.norm(env.physics.named.data.geom_xpos["finger", :2]) == pytest.approx(0.27)
+    # Start angles are drawn within the limits (dm_control's randomiser), not at one pose.
+    starts = []
+    for _ in range(50):
+        env.reset()
+        starts.append(env.physics.named.data.qpos[["elbow", "wrist"]].copy())
+    starts = np.array(starts)
+    assert np.all(np.abs(starts) <= np.deg2rad(80.0) + 1e-9)
+    assert np.all(starts.std(axis=0) > 0.3)
+
+
 # --------------------------------------------------------------------------
 # Cup spin
 # --------------------------------------------------------------------------
+
+
+def test_cup_spin_start_is_rejection_sampled_inside_the_cup():
+    """FIDELITY.md D6: uniform draws until the ball is in the cup without penetration, not one fixed spot."""
+    positions, in_cup = [], []
+    for seed in range(50):
+        env = custom.load("cup-spin", random=seed)
+        env.reset()
+        physics = env.physics
+        assert physics.data.ncon == 0, seed  # nothing penetrates at the start
+        np.testing.assert_array_equal(physics.named.data.qvel[["ball_x", "ball_z"]], 0.0)
+        positions.append(physics.named.data.qpos[["ball_x", "ball_z"]].copy())
+        in_cup.append(bool(physics.in_target()))
+    positions, in_cup = np.array(positions), np.array(in_cup)
+    assert 38 <= in_cup.sum() <= 50  # 90% in the cup, 10% anywhere
+    inside = positions[in_cup]
+    assert len({tuple(np.round(p, 6)) for p in inside}) == len(inside)  # all distinct
+    # The cup's interior admits ball centres within ~1.7 cm of its axis and a ~4 cm band of height.
+    assert inside[:, 0].std() > 0.005 and inside[:, 1].std() > 0.005
+    assert np.all(np.abs(inside[:, 0]) < 0.025) and np.all(np.abs(inside[:, 1] - 0.35) < 0.025)
 
 
 def test_cup_spin_starts_with_ball_in_cup_most_of_the_time():

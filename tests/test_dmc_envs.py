@@ -71,3 +71,32 @@ def test_pixel_frames_stack_in_time_order():
     obs1, *_ = env.step(np.ones(1, dtype=np.float32))
     assert np.array_equal(obs1[0:3], obs0[6:9])  # the oldest frame drops out, the newest comes last
     assert obs1[6:9].std() > 0
+
+
+def test_pixels_render_with_shadows_by_default_as_released():
+    """FIDELITY.md D5: dm_control's default rendering (shadows on) unless shadows=False is asked for."""
+    from dm_control import suite
+
+    default = make_env("reacher-easy", seed=0, obs="rgb")
+    no_shadows = make_env("reacher-easy", seed=0, obs="rgb", shadows=False)
+    assert default.unwrapped.physics.model.vis.quality.shadowsize > 0
+    assert no_shadows.unwrapped.physics.model.vis.quality.shadowsize == 0
+    frame, _ = default.reset(seed=0)
+    frame_off, _ = no_shadows.reset(seed=0)
+    assert not np.array_equal(frame, frame_off)  # same state, the shadow is visible
+    # The default frame is what the released code rendered: dm_control's physics at its own settings
+    # (640x480 buffer, shadows on), same state, same camera.
+    raw = suite.load("reacher", "easy", task_kwargs={"random": 0})
+    raw.reset()
+    raw.physics.set_state(default.unwrapped.physics.get_state())
+    raw.physics.named.model.geom_pos["target"] = default.unwrapped.physics.named.model.geom_pos["target"]
+    raw.physics.forward()
+    expected = raw.physics.render(64, 64, camera_id=0).transpose(2, 0, 1)
+    np.testing.assert_array_equal(frame[-3:], expected)
+    for env in (default, no_shadows):
+        env.close()
+
+
+def test_shadows_must_be_a_bool():
+    with pytest.raises(TypeError, match="shadows must be True or False, got 'no'"):
+        make_env("reacher-easy", seed=0, obs="rgb", shadows="no")

@@ -100,7 +100,35 @@ def test_policy_prior_acting_and_pixels():
     agent, buffer, obs = filled("cartpole-swingup", obs="rgb", mpc=False, diag_every=0)
     assert agent.model.pixels
     assert np.isfinite(agent.update(buffer)["total_loss"])
-    assert np.array_equal(agent.act(obs, eval_mode=True), agent.act(obs, eval_mode=True))
+    # FIDELITY.md D5: every encode is randomly shifted, so even evaluation acts vary with the same frame.
+    assert len({agent.act(obs, eval_mode=True).tobytes() for _ in range(5)}) > 1
+
+
+@pytest.mark.parametrize("augment", ["encoder", "batch"])
+def test_pixel_augmentation_modes(augment):
+    """``encoder`` (default, as released): the batch is left alone, encode shifts it; ``batch`` (the
+    harness's earlier behaviour): the training batch is shifted once, acting is deterministic."""
+    agent, buffer, obs = filled("cartpole-swingup", obs="rgb", mpc=False, diag_every=0, augment=augment,
+                                shift_pad=4 if augment == "batch" else 3)
+    assert agent.model.augment.pad == (4 if augment == "batch" else 3)
+    batch = buffer.sample(agent.cfg.batch_size, horizon=agent.cfg.horizon)
+    buffer.sample = lambda *args, **kwargs: batch
+    raw = torch.as_tensor(batch.obs).transpose(0, 1)
+    obs_batch = agent._batch(buffer)[0]
+    assert obs_batch.shape == raw.shape
+    if augment == "encoder":
+        assert torch.equal(obs_batch, raw)
+        assert len({agent.act(obs, eval_mode=True).tobytes() for _ in range(5)}) > 1
+    else:
+        assert obs_batch.dtype == torch.float32 and not torch.equal(obs_batch, raw.float())
+        assert np.array_equal(agent.act(obs, eval_mode=True), agent.act(obs, eval_mode=True))
+
+
+def test_bad_augment_mode_is_named():
+    from algorithms.common.config import ConfigError
+
+    with pytest.raises(ConfigError, match="'agent.augment' is 'train'; valid: 'encoder', 'batch'"):
+        Config(**{**TINY, "augment": "train"}).validate()
 
 
 def test_seeding_pretrains_with_as_many_updates_as_seed_steps():

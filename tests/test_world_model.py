@@ -124,3 +124,65 @@ def test_detached_q_passes_gradient_to_the_action_only():
     model.Q(torch.rand(5, 16), action, return_type="avg", detach=True).sum().backward()
     assert action.grad.abs().sum() > 0
     assert all(p.grad is None for p in model._Qs.parameters())
+
+
+# --- pixel augmentation (FIDELITY.md D5) ----------------------------------------------------------------------
+
+def _pixel_model(**overrides) -> WorldModel:
+    torch.manual_seed(0)
+    return WorldModel(resolve("1.7M", **overrides), (9, 64, 64), 2)
+
+
+def _frames(n: int = 2) -> torch.Tensor:
+    # Random frames: a uniform image would look the same at every shift (replicate padding).
+    return torch.randint(0, 256, (n, 9, 64, 64), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
+
+
+def test_pixel_encoder_shifts_every_encode_by_default_as_released():
+    model = _pixel_model()
+    assert model.cfg.augment == "encoder" and model.cfg.shift_pad == 3 and model.augment.pad == 3
+    obs = _frames()
+    for mode in (model.train, model.eval):  # acting and evaluation encode in eval mode: augmented too
+        mode()
+        with torch.no_grad():
+            first, second = model.encode(obs), model.encode(obs)
+        assert first.shape == (2, 128)
+        assert not torch.allclose(first, second)
+    # Leading dims (horizon, batch) are shifted per image, as the update's encode(obs[1:]) needs.
+    with torch.no_grad():
+        assert model.encode(obs.unsqueeze(0).expand(3, -1, -1, -1, -1)).shape == (3, 2, 128)
+
+
+def test_batch_augmentation_option_keeps_encode_deterministic():
+    model = _pixel_model(augment="batch", shift_pad=4)
+    assert model.augment.pad == 4
+    obs = _frames()
+    for mode in (model.train, model.eval):
+        mode()
+        with torch.no_grad():
+            assert torch.equal(model.encode(obs), model.encode(obs))
+
+
+@pytest.mark.parametrize("pad", [3, 4])
+def test_shift_aug_moves_each_image_by_at_most_pad_pixels(pad):
+    from algorithms.world_model.layers import ShiftAug
+
+    torch.manual_seed(0)
+    image = torch.zeros(1, 1, 16, 16)
+    image[0, 0, 8, 8] = 255.0
+    shifted = ShiftAug(pad)(image.expand(400, 1, 16, 16))
+    rows, cols = (shifted[:, 0] > 254).nonzero(as_tuple=True)[1:]
+    assert len(rows) == 400  # whole-pixel shifts: the bright pixel moves, it is not blurred
+    offsets = torch.stack([rows - 8, cols - 8], dim=1)
+    assert offsets.abs().max() == pad and offsets.min() == -pad
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("augment", "always", "'agent.augment' is 'always'; valid: 'encoder', 'batch'"),
+    ("shift_pad", -1, "'agent.shift_pad' must be >= 0"),
+])
+def test_bad_augmentation_values_are_named(key, value, message):
+    from algorithms.common.config import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        resolve("1.7M", **{key: value})

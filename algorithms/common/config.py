@@ -37,6 +37,9 @@ class RunConfig:
     """Task name from the registry (``mbdpo-bench tasks``)."""
     obs: str | None = None
     """Observation kind, ``state`` or ``rgb``; None takes the task entry's own."""
+    render_shadows: bool = True
+    """Pixels only: render with dm_control's shadows, as the released TD-MPC2 code did (FIDELITY.md D5);
+    false renders 2-4x faster on a CPU but the frames differ from the published runs'."""
     seed: int = 1
     """Seeds python, numpy, torch and the environments; the same seed gives the same curve on CPU."""
     steps: int | None = None

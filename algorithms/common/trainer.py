@@ -211,8 +211,8 @@ class OnlineTrainer:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         seed_everything(cfg.seed)
-        self.env = make_env(cfg.task, seed=cfg.seed, obs=cfg.obs)
-        self.eval_env = make_env(cfg.task, seed=cfg.seed, obs=cfg.obs)
+        self.env = make_env(cfg.task, seed=cfg.seed, obs=cfg.obs, shadows=cfg.render_shadows)
+        self.eval_env = make_env(cfg.task, seed=cfg.seed, obs=cfg.obs, shadows=cfg.render_shadows)
         algorithm = get_algorithm(cfg.algo).load()
         self.agent: Agent = algorithm.Agent(cfg.agent, self.spec, self.env.observation_space,
                                             self.env.action_space, self.device)
@@ -475,6 +475,9 @@ def evaluate_checkpoint(run_dir: Path, checkpoint: Path | None = None, episodes:
     if not config_file.exists():
         raise RunError(f"{run_dir} is not a run folder (no config.yaml)")
     values = load_yaml(config_file)
+    # A config written before the render_shadows key existed belongs to a run rendered without shadows
+    # (the harness's old fixed setting; FIDELITY.md D5): re-evaluate it as it was trained.
+    values.setdefault("render_shadows", False)
     cfg = build_config(values.pop("algo", None), overrides=None)
     apply_values(cfg, values)
     cfg.device = device
@@ -487,7 +490,7 @@ def evaluate_checkpoint(run_dir: Path, checkpoint: Path | None = None, episodes:
     else:
         state = manager.load(Path(checkpoint))
     seed_everything(cfg.seed)
-    env = make_env(cfg.task, seed=cfg.seed, obs=cfg.obs)
+    env = make_env(cfg.task, seed=cfg.seed, obs=cfg.obs, shadows=cfg.render_shadows)
     agent = get_algorithm(cfg.algo).load().Agent(cfg.agent, spec, env.observation_space, env.action_space,
                                                  resolve_device(device))
     agent.load_state_dict(state["agent"])

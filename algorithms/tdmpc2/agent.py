@@ -63,6 +63,12 @@ class Config:
     """Sample the episode in progress (False: an episode enters the replay when it ends, as released)."""
     termination: bool = False
     """Learn a termination head (episodic tasks)."""
+    augment: str = "encoder"
+    """Pixel augmentation (FIDELITY.md D5): ``encoder`` shifts every encode, acting and evaluation included,
+    as the released TD-MPC2 encoder does; ``batch`` shifts only the training batches (the harness's earlier
+    behaviour, with ``shift_pad=4``)."""
+    shift_pad: int = 3
+    """Largest random shift of pixel observations, in pixels (released: 3)."""
     lr: float = 3e-4
     """Adam learning rate."""
     enc_lr_scale: float = 0.3
@@ -134,7 +140,7 @@ class Config:
     def model_overrides(self) -> dict[str, Any]:
         names = {f.name for f in fields(Config)}
         keys = ("enc_dim", "mlp_dim", "latent_dim", "num_enc_layers", "num_q", "task_dim", "num_bins", "vmin",
-                "vmax", "simnorm_dim", "dropout", "tau", "termination", "q_init")
+                "vmax", "simnorm_dim", "dropout", "tau", "termination", "q_init", "augment", "shift_pad")
         return {k: getattr(self, k) for k in keys if k in names}
 
     def planning_iterations(self, action_dim: int) -> int:
@@ -217,9 +223,8 @@ class Agent(AgentBase):
         action = torch.as_tensor(batch.action, device=dev).transpose(0, 1)
         reward = torch.as_tensor(batch.reward, device=dev).transpose(0, 1).unsqueeze(-1)
         terminated = torch.as_tensor(batch.terminated, device=dev, dtype=torch.float32).transpose(0, 1).unsqueeze(-1)
-        if self.model.pixels:
-            shape = obs.shape
-            obs = self.model.augment(obs.reshape(-1, *shape[2:])).reshape(shape)
+        if self.model.pixels and not self.model.augment_in_encoder:  # augment="batch" (FIDELITY.md D5)
+            obs = self.model.augment(obs)
         task = None if self.task is None else self.task.expand(obs.shape[1])
         return obs, action, reward, terminated, task
 

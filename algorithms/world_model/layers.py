@@ -108,14 +108,22 @@ class QEnsemble(nn.Module):
 
 
 class ShiftAug(nn.Module):
-    """Random shifts of up to ``pad`` pixels (DrQ), applied to pixel observations in training updates."""
+    """Random shifts of up to ``pad`` pixels (DrQ), one shift per image, of (..., C, H, W) frames.
 
-    def __init__(self, pad: int = 4):
+    It draws new shifts at every call, in train and eval mode alike: TD-MPC2's released pixel encoder has it
+    as its first layer (pad 3), so every encode is augmented, acting included (FIDELITY.md D5).
+    """
+
+    def __init__(self, pad: int = 3):
         super().__init__()
         self.pad = pad
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.float()
+        lead = x.shape[:-3]
+        x = x.float().reshape(-1, *x.shape[-3:])
+        return self._shift(x).reshape(*lead, *x.shape[1:])
+
+    def _shift(self, x: torch.Tensor) -> torch.Tensor:
         n, _, h, w = x.shape
         assert h == w, "ShiftAug expects square images"
         x = F.pad(x, (self.pad,) * 4, mode="replicate")

@@ -60,7 +60,9 @@ class WorldModel(nn.Module):
             self._encoder = conv if flat == latent and not task_dim else nn.Sequential(
                 conv, mlp(flat + task_dim, [], latent, act=SimNorm(cfg.simnorm_dim)))
             self._pixel_task_concat = bool(task_dim)
-            self.augment = ShiftAug(4)
+            # FIDELITY.md D5: "encoder" shifts inside encode() (as released), "batch" leaves it to the agent.
+            self.augment = ShiftAug(cfg.shift_pad)
+            self.augment_in_encoder = cfg.augment == "encoder"
         else:
             enc_hidden = [cfg.enc_dim] * max(cfg.num_enc_layers - 1, 1)
             self._encoder = mlp(obs_shape[0] + task_dim, enc_hidden, latent, act=simnorm)
@@ -100,8 +102,10 @@ class WorldModel(nn.Module):
 
     # --- heads ----------------------------------------------------------------------------------------------
     def encode(self, obs: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
-        """z = h(s, e)."""
+        """z = h(s, e); pixels get a fresh random shift first when ``cfg.augment == "encoder"``."""
         if self.pixels:
+            if self.augment_in_encoder:
+                obs = self.augment(obs)
             if self.multitask:
                 conv, head = self._encoder[0], self._encoder[1]
                 return head(self.task_emb_of(conv(obs), task))

@@ -19,6 +19,10 @@ PRESETS: dict[str, dict[str, int]] = {
 }
 
 
+# Where pixel observations get their random shift (see WorldModelConfig.augment).
+AUGMENT_MODES = ("encoder", "batch")
+
+
 @dataclass
 class WorldModelConfig:
     """Resolved world-model dimensions and constants (built from an agent config by :func:`resolve`)."""
@@ -40,6 +44,12 @@ class WorldModelConfig:
     tau: float = 0.01
     termination: bool = False
     q_init: str = "trunc-normal"
+    augment: str = "encoder"
+    """Pixel augmentation (FIDELITY.md D5): ``encoder`` = a random shift before every encode, acting and
+    evaluation included (the released TD-MPC2 encoder's first layer); ``batch`` = only the training
+    batches are shifted, encodes are deterministic (the harness's earlier behaviour, with shift_pad 4)."""
+    shift_pad: int = 3
+    """Largest random shift in pixels (the released 3; the harness's earlier batch augmentation used 4)."""
 
 
 Q_INITS = ("trunc-normal", "torch-default")
@@ -58,6 +68,11 @@ def resolve(model_size: str, **overrides) -> WorldModelConfig:
     cfg = WorldModelConfig(**values)
     if cfg.q_init not in Q_INITS:
         raise ConfigError(f"config key 'agent.q_init' is {cfg.q_init!r}; valid: {', '.join(Q_INITS)}")
+    if cfg.augment not in AUGMENT_MODES:
+        raise ConfigError(f"config key 'agent.augment' is {cfg.augment!r}; valid: "
+                          f"{', '.join(repr(m) for m in AUGMENT_MODES)}")
+    if cfg.shift_pad < 0:
+        raise ConfigError(f"config key 'agent.shift_pad' must be >= 0 (0 = no shift), got {cfg.shift_pad}")
     if cfg.latent_dim % cfg.simnorm_dim:
         raise ConfigError(f"latent_dim {cfg.latent_dim} must be a multiple of simnorm_dim {cfg.simnorm_dim}")
     return cfg

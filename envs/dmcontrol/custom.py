@@ -16,7 +16,7 @@ cheetah-jump          cheetah      rear up on either leg while standing still
 hopper-hop-backwards  hopper       hop target speed mirrored (-1 m/s)
 reacher-three-easy    new model    three-link reacher, target radius 0.05
 reacher-three-hard    new model    three-link reacher, target radius 0.015
-cup-spin              ball_in_cup  ball starts in the cup; swing it out, fast
+cup-spin              ball_in_cup  ball starts (90%) in the cup; swing it out, fast
 pendulum-spin         pendulum     spin at >= 9 rad/s in either direction
 ===================== ============ ==========================================
 
@@ -24,6 +24,12 @@ Every environment runs for exactly 1000 control steps, like the suite's
 benchmarking tasks, and every reward lies in [0, 1].  ``tol`` below is
 ``dm_control.utils.rewards.tolerance(x, bounds, margin, value_at_margin,
 sigmoid)`` (defaults: margin 0, value_at_margin 0.1, sigmoid 'gaussian').
+
+The three-link reacher's model and cup-spin's start state are those of the released TD-MPC2 code
+(FIDELITY.md D6): links 0.09 / 0.09 / 0.10 m, finger at 0.09 m (reach 0.27 m), base joint unlimited,
+middle and last joints within +-80 degrees (``assets/reacher_three.xml`` says which is which); cup-spin
+rejection-samples the ball's start uniformly until it lies inside the cup without penetration (in 10% of
+episodes anywhere without penetration), see :meth:`CupSpin.initialize_episode`.
 """
 
 from __future__ import annotations
@@ -277,7 +283,11 @@ _REACHER_SMALL_TARGET = 0.015
 
 
 class ReacherThree(reacher.Reacher):
-    """dm_control's reacher task (initial state, observations) on 3 links.
+    """dm_control's reacher task (initial state, observations) on the released 3-link model.
+
+    Joint angles start uniform within their limits (the elbow and wrist within +-80 degrees, the
+    shoulder anywhere), the target uniform at 0.05-0.20 m from the base: dm_control's
+    ``Reacher.initialize_episode`` unchanged, as in the released code (FIDELITY.md D6).
 
     Observations: position (3 joint angles), to_target (finger -> target, xy),
     velocity (3 joint velocities).
@@ -298,9 +308,15 @@ def _reacher_three_physics() -> reacher.Physics:
 # Cup spin
 # --------------------------------------------------------------------------
 
-# A minority of episodes keep dm_control's catch start (ball loose, outside the
-# cup) so the agent also sees states it cannot reach from the resting ball.
+# The released start (FIDELITY.md D6): with probability 0.1 the ball may start anywhere (dm_control's catch
+# start), otherwise it must start inside the cup; in both cases the position is drawn uniformly from
+# dm_control's catch box and redrawn until it is accepted.
 _CUP_SPIN_P_OUTSIDE = 0.1
+_CUP_SPIN_BALL_X = (-0.2, 0.2)  # ball_x slide offset (m), as dm_control's catch
+_CUP_SPIN_BALL_Z = (0.2, 0.5)  # ball_z slide offset (m) from the ball body at z = 0.2
+# An in-cup draw is accepted with probability ~1/80 (the box is 0.4 x 0.3 m, the accepted region about
+# 0.034 x 0.042 m; measured: 81 draws on average), so 10 000 draws fail only if the model is broken.
+_CUP_SPIN_MAX_DRAWS = 10_000
 _CUP_SPIN_FAR = 0.5
 _CUP_SPIN_FAST = 6.0
 
@@ -309,22 +325,28 @@ class CupSpin(ball_in_cup.BallInCup):
     """Start (mostly) with the ball in the cup; swing it out and around fast."""
 
     def initialize_episode(self, physics: ball_in_cup.Physics) -> None:
-        if self.random.uniform() < _CUP_SPIN_P_OUTSIDE:
-            # dm_control's catch initialisation: random collision-free position.
-            super().initialize_episode(physics)
-            return
-        # The ball's slide joints are world-frame offsets from its body origin,
-        # so the target site (the cup's interior) is reached by this offset.
-        model = physics.named.model
+        """The released TD-MPC2 start (FIDELITY.md D6), draw for draw.
+
+        One uniform draw decides whether the ball may start outside the cup (p = 0.1).  Then
+        (ball_x, ball_z) ~ U(-0.2, 0.2) x U(0.2, 0.5) is redrawn until the ball penetrates nothing
+        (``physics.data.ncon == 0`` after ``after_reset``, dm_control's catch test; contacts have zero
+        margin here, so any contact is a penetration) and, unless it may start outside, is inside the
+        cup: ``physics.in_target()``, i.e. the ball's centre is within (target half-size - ball radius)
+        of the cup's ``target`` site in x and in z, so the whole ball lies inside the site's box, the
+        cup's interior.  The cup starts at rest at its origin and the ball at rest.
+        """
+        may_start_outside = self.random.uniform() < _CUP_SPIN_P_OUTSIDE
         qpos = physics.named.data.qpos
-        cup_x, cup_z = qpos[["cup_x", "cup_z"]]
-        cup_offset = np.array([cup_x, 0.0, cup_z])
-        target = model.body_pos["cup"] + model.site_pos["target"] + cup_offset
-        offset = target - model.body_pos["ball"]
-        qpos["ball_x"] = offset[0]
-        qpos["ball_z"] = offset[2]
-        physics.named.data.qvel[["ball_x", "ball_z"]] = 0.0
-        # Skip BallInCup.initialize_episode, which would re-sample the ball.
+        for _ in range(_CUP_SPIN_MAX_DRAWS):
+            qpos["ball_x"] = self.random.uniform(*_CUP_SPIN_BALL_X)
+            qpos["ball_z"] = self.random.uniform(*_CUP_SPIN_BALL_Z)
+            physics.after_reset()  # forward kinematics and collision detection
+            if physics.data.ncon == 0 and (may_start_outside or physics.in_target()):
+                break
+        else:
+            raise RuntimeError(f"cup-spin: no collision-free in-cup ball position in {_CUP_SPIN_MAX_DRAWS} "
+                               "draws; has the ball_in_cup model changed?")
+        # Skip BallInCup.initialize_episode, which would re-sample the ball without the in-cup test.
         base.Task.initialize_episode(self, physics)
 
     def get_reward(self, physics: ball_in_cup.Physics) -> float:
