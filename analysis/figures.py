@@ -21,8 +21,13 @@ from algorithms.common.runfiles import atomic_write
 DOMAIN_ORDER = ("DMControl", "MetaWorld", "ManiSkill2", "MyoSuite", "Visual RL", "All")
 ALGORITHM_ORDER = ("mbdpo", "tdmpc2", "dreamerv3", "sac", "tdmpc")
 DISPLAY_NAMES = {"mbdpo": "MBDPO", "tdmpc2": "TD-MPC2", "dreamerv3": "DreamerV3", "sac": "SAC", "tdmpc": "TD-MPC"}
-DIAGNOSTIC_NAMES = {"cross_td_error": "cross-TD error", "td_error": "TD error",
-                    "policy_drift": "policy drift (log-ratio, planner vs policy)", "mean_drift": "mean action drift"}
+DIAGNOSTIC_NAMES = {  # train.csv columns (results/README.md); the last two are the names of runs before format 1.1
+    "cross_td_error": "cross-TD error (bootstrap from the acting policy)", "td_error": "TD error",
+    "behaviour_drift": "behaviour drift (acting action vs replay, RMS per dim)",
+    "search_prior_drift": "search-prior drift (log-ratio, search vs policy prior)",
+    "search_prior_mean_drift": "search-prior mean drift (relative)",
+    "policy_drift": "search-prior drift (log-ratio; runs before format 1.1)",
+    "mean_drift": "search-prior mean drift (runs before format 1.1)"}
 METRIC_NAMES = {"iqm": "IQM", "mean": "Mean", "median": "Median", "optimality_gap": "Optimality gap"}
 
 
@@ -272,7 +277,7 @@ def per_task_curves(aligned: pd.DataFrame, tasks: Iterable[str] | None = None, n
 
 # ----------------------------------------------------------------------------------- diagnostics (fig. 3, 21-22)
 
-def diagnostics_curves(train: pd.DataFrame, columns: Iterable[str] = ("cross_td_error", "policy_drift"),
+def diagnostics_curves(train: pd.DataFrame, columns: Iterable[str] = ("cross_td_error", "behaviour_drift"),
                        smooth: int = 1) -> Figure:
     """Fig. 3: cross-TD error and policy drift over training (from train.csv), mean over runs ± 1 std, per algorithm.
 

@@ -86,10 +86,10 @@ def write_runs(root: str | Path, table: pd.DataFrame, agent: dict | None = None,
         run = root / name / task / str(seed)
         run.mkdir(parents=True, exist_ok=True)
         steps = g["step"].to_numpy()
-        config = {"format_version": 1, "algo": alg, "task": task, "seed": int(seed), "steps": int(steps.max()),
+        config = {"format_version": 2, "algo": alg, "task": task, "seed": int(seed), "steps": int(steps.max()),
                   "agent": dict(agent or {"model_size": "1.7M"})}
         (run / "config.yaml").write_text(yaml.safe_dump(config))
-        info = {"format_version": 1, "status": "finished", "algo": alg, "name": name, "task": task,
+        info = {"format_version": 2, "status": "finished", "algo": alg, "name": name, "task": task,
                 "seed": int(seed), "config_hash": f"{hash((name, task)) & 0xFFFFFFFFFFFF:012x}",
                 "env_steps_done": int(steps.max()), "total_env_steps": int(steps.max()),
                 "wall_time_s": float(steps.max()) * rng.uniform(0.005, 0.02)}
@@ -106,5 +106,5 @@ def write_runs(root: str | Path, table: pd.DataFrame, agent: dict | None = None,
                       "wall_time_s": tsteps * 0.01, "env_steps_per_s": 100.0,
                       "update_ms": rng.uniform(5, 15, train_rows), "act_ms": rng.uniform(1, 5, train_rows),
                       "cross_td_error": decay * rng.uniform(0.5, 1.5) + 0.05,
-                      "policy_drift": decay * rng.uniform(1.0, 3.0)}).to_csv(run / "train.csv", index=False)
+                      "behaviour_drift": decay * rng.uniform(1.0, 3.0)}).to_csv(run / "train.csv", index=False)
     return root

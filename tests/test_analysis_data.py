@@ -53,7 +53,7 @@ def write_curve(root: Path, folder: str, stem: str, value_col: str, seeds: dict[
 
 EVAL_HEADER = ["step", "episode_return", "episode_return_std", "episode_return_min", "episode_return_max", "success",
                "episode_length", "episodes"]
-TRAIN_HEADER = ["step", "updates", "update_ms", "act_ms", "policy_drift", "cross_td_error"]
+TRAIN_HEADER = ["step", "updates", "update_ms", "act_ms", "behaviour_drift", "cross_td_error"]
 
 
 def write_run(root: Path, name: str, task: str, seed: int, evals: list[tuple] | None,
@@ -65,10 +65,10 @@ def write_run(root: Path, name: str, task: str, seed: int, evals: list[tuple] | 
     run_dir.mkdir(parents=True)
     done = max((e[0] for e in evals or [] if isinstance(e[0], int)), default=0)
     (run_dir / "run.json").write_text(json.dumps({
-        "format_version": 1, "status": status, "seed": seed, "algo": name, "name": name, "task": task,
+        "format_version": 2, "status": status, "seed": seed, "algo": name, "name": name, "task": task,
         "config_hash": config_hash, "total_env_steps": total_env_steps, "env_steps_done": done,
         "wall_time_s": 12.5}))
-    config = {"format_version": 1, "algo": name, "task": task, "seed": seed, "steps": total_env_steps,
+    config = {"format_version": 2, "algo": name, "task": task, "seed": seed, "steps": total_env_steps,
               "agent": agent or {"lr": 0.0003, "hidden_dim": 64}}
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
     if evals is not None:

@@ -145,7 +145,7 @@ def test_diagnostics_figure_and_missing_columns(grid, tmp_path):
     from analysis.load import load_runs
 
     train = load_runs(tmp_path / "runs").train
-    fig = F.diagnostics_curves(train, columns=("cross_td_error", "policy_drift", "no_such_metric"))
+    fig = F.diagnostics_curves(train, columns=("cross_td_error", "behaviour_drift", "no_such_metric"))
     axes = [ax for ax in fig.axes if ax.get_visible()]
     assert len(axes) == 3 and len(axes[0].lines) == 3
     assert any("no 'no_such_metric'" in t.get_text() for t in axes[2].texts)

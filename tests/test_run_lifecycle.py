@@ -60,7 +60,7 @@ def test_run_files_are_complete_and_tidy(reference_run):
     files = {p.name for p in reference_run.iterdir()}
     assert {"config.yaml", "eval.csv", "train.csv", "episodes.csv", "run.json", "checkpoints"} <= files
     info = json.loads((reference_run / "run.json").read_text())
-    assert info["status"] == "finished" and info["env_steps_done"] == 3000 and info["format_version"] == 1
+    assert info["status"] == "finished" and info["env_steps_done"] == 3000 and info["format_version"] == 2
     assert {"versions", "host", "git_commit", "wall_time_s", "device", "config_hash"} <= set(info)
     rows = list(csv.DictReader(open(reference_run / "eval.csv")))
     assert [int(r["step"]) for r in rows] == [0, 1000, 2000, 3000]

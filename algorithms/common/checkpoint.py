@@ -16,7 +16,7 @@ import torch
 
 from algorithms.common.runfiles import atomic_write, atomic_write_text
 
-CHECKPOINT_FORMAT_VERSION = 1
+CHECKPOINT_FORMAT_VERSION = 2
 REQUIRED_KEYS = ("format_version", "counters", "agent")
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-CONFIG_FORMAT_VERSION = 1
+CONFIG_FORMAT_VERSION = 2
 
 
 class ConfigError(ValueError):

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-RUN_FORMAT_VERSION = 1
+RUN_FORMAT_VERSION = 2
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
