@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -33,10 +34,23 @@ class QuadraticModel:
         return SimpleNamespace(action=torch.rand(*z.shape[:-1], 2) * 2 - 1)
 
 
-def assert_resumes_bit_for_bit(train_args: list[str], tmp_path: Path, run_subdir: str, capsys) -> Path:
+WALL_TIME_COLUMNS = ("wall_time_s", "env_steps_per_s", "update_ms", "act_ms")
+"""train.csv columns that measure time, the only ones a resumed run may change."""
+
+
+def train_rows_without_wall_time(path: Path) -> list[dict[str, str]]:
+    """train.csv's rows (with its column order) minus the wall-time columns."""
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        rows = [{k: v for k, v in row.items() if k not in WALL_TIME_COLUMNS} for row in reader]
+    return [{"columns": ",".join(c for c in reader.fieldnames or [] if c not in WALL_TIME_COLUMNS)}, *rows]
+
+
+def assert_resumes_bit_for_bit(train_args: list[str], tmp_path: Path, run_subdir: str, capsys,
+                               compare_train: bool = False) -> Path:
     """Run ``train_args`` twice; interrupt the second after its 2000-step checkpoint (drop the final one and
-    mark it running, as a kill would leave it), resume, and compare eval.csv with the first. Returns the
-    reference run folder."""
+    mark it running, as a kill would leave it), resume, and compare eval.csv with the first (and, with
+    ``compare_train``, train.csv minus its wall-time columns). Returns the reference run folder."""
     assert main([*train_args, "--results-dir", str(tmp_path / "a")]) == 0
     assert main([*train_args, "--results-dir", str(tmp_path / "b")]) == 0
     reference, run = tmp_path / "a" / run_subdir, tmp_path / "b" / run_subdir
@@ -48,4 +62,7 @@ def assert_resumes_bit_for_bit(train_args: list[str], tmp_path: Path, run_subdir
     assert main([*train_args, "--results-dir", str(tmp_path / "b")]) == 0
     assert "resuming from" in capsys.readouterr().err
     assert (run / "eval.csv").read_bytes() == (reference / "eval.csv").read_bytes()
+    if compare_train:
+        assert train_rows_without_wall_time(run / "train.csv") == \
+            train_rows_without_wall_time(reference / "train.csv")
     return reference

@@ -96,6 +96,16 @@ def test_update_reports_losses_and_diagnostics_and_learns_reward():
     assert math.isfinite(agent.value_estimate(obs))
 
 
+def test_no_gradient_outlives_an_update():
+    """A resumed process starts without gradients; one left over (the policy prior's, which the joint clip sees)
+    would change grad_norm after a resume (issue 14)."""
+    agent, buffer, _ = filled(diag_every=0)
+    for _ in range(2):
+        agent.update(buffer)
+        leftover = [name for name, p in agent.model.named_parameters() if p.grad is not None]
+        assert leftover == []
+
+
 def test_policy_prior_acting_and_pixels():
     agent, buffer, obs = filled("cartpole-swingup", obs="rgb", mpc=False, diag_every=0)
     assert agent.model.pixels
@@ -147,7 +157,8 @@ def test_tdmpc2_resumes_bit_for_bit(tmp_path, capsys):
     base = ["train", "--algo", "tdmpc2", "--task", "cartpole-balance", "--seed", "2", "--steps", "3000",
             "seed_steps=500", "eval_every=1000", "eval_episodes=1", "checkpoint_every=1000", "progress=false",
             "pretrain_updates=10", "threads=1", "log_every=500", *tiny]
-    reference = assert_resumes_bit_for_bit(base, tmp_path, "runs/tdmpc2/cartpole-balance/2", capsys)
+    reference = assert_resumes_bit_for_bit(base, tmp_path, "runs/tdmpc2/cartpole-balance/2", capsys,
+                                           compare_train=True)
     rows = list(csv.DictReader(open(reference / "eval.csv")))
     assert rows[0]["value_estimate"] != "" and rows[0]["value_estimate"] != rows[0]["episode_return"]
     train = list(csv.DictReader(open(reference / "train.csv")))

@@ -277,6 +277,7 @@ class Agent(TDMPC2Agent):
         self.energy_optim.zero_grad(set_to_none=True)
         loss.backward()
         self.energy_optim.step()
+        self.energy_optim.zero_grad(set_to_none=True)  # no gradient outlives its update (resume bit for bit)
         return metrics
 
     def score_training_points(self, z: torch.Tensor, sequences: torch.Tensor, task: torch.Tensor | None):
@@ -337,6 +338,7 @@ class Agent(TDMPC2Agent):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.score_net.parameters(), self.cfg.grad_clip_norm)
         self.score_optim.step()
+        self.score_optim.zero_grad(set_to_none=True)  # no gradient outlives its update (resume bit for bit)
         return {"score_loss": loss.item()}
 
     @torch.no_grad()

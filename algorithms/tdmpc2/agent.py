@@ -287,6 +287,9 @@ class Agent(AgentBase):
         total.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.joint_parameters, cfg.grad_clip_norm)
         self.optim.step()
+        # No gradient may outlive its update (as in official TD-MPC2): a resumed process starts with none, so a
+        # leftover one (e.g. the policy prior's, which the joint clip above sees) would change grad_norm on resume.
+        self.optim.zero_grad(set_to_none=True)
 
         pi_metrics = self.update_pi(zs_t.detach(), task)
         model.soft_update_target_Q()
@@ -312,6 +315,7 @@ class Agent(AgentBase):
         pi_loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model._pi.parameters(), self.cfg.grad_clip_norm)
         self.pi_optim.step()
+        self.pi_optim.zero_grad(set_to_none=True)  # see update_world_model: no gradient outlives its update
         return {"pi_loss": pi_loss.item(), "pi_entropy": out.entropy.mean().item(), "pi_scale": self.scale.value.item()}
 
     @torch.no_grad()
