@@ -209,3 +209,85 @@ def test_trainer_schedule_defaults():
     assert (full.total, full.eval_every, full.seed_env_steps) == (4_000_000, 100_000, 5000)
     short = trainer_module.Schedule.of(RunConfig(steps=20_000), spec)
     assert (short.eval_every, short.checkpoint_every) == (2000, 2000)
+
+
+def short(args: list[str]) -> list[str]:
+    """``args`` cut to one 1000-step episode (one evaluation and one checkpoint)."""
+    args = list(args)
+    args[args.index("--steps") + 1] = "1000"
+    return args
+
+
+def test_second_process_on_the_same_run_is_refused(tiny_sac_args, capsys):
+    from algorithms.common.runfiles import RunLock
+
+    args = short(tiny_sac_args)
+    run_dir = run_dir_of(args)
+    run_dir.mkdir(parents=True)
+    with RunLock(run_dir):  # flock locks conflict across open files, in one process too
+        assert main(["train", *args]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "in use by another training process" in err
+        assert f"PID {os.getpid()}" in err and "Traceback" not in err
+        assert not (run_dir / "run.json").exists()
+    assert main(["train", *args]) == 0
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
+
+
+def test_stale_temporary_files_are_removed_at_start(tiny_sac_args, capsys):
+    args = short(tiny_sac_args)
+    run_dir = run_dir_of(args)
+    (run_dir / "checkpoints").mkdir(parents=True)
+    stale = [run_dir / ".eval.csv.k2j4x_9a.tmp", run_dir / "checkpoints" / ".step_0000001000.pt.q8w1zz0e.tmp"]
+    for path in stale:
+        path.write_bytes(b"half a write")
+    unrelated = run_dir / "notes.tmp"  # not an atomic writer's temporary: kept
+    unrelated.write_text("mine")
+    assert main(["train", *args]) == 0
+    assert "removed 2 temporary file(s)" in capsys.readouterr().err
+    assert not any(path.exists() for path in stale) and unrelated.read_text() == "mine"
+
+
+def test_keyboard_interrupt_marks_the_run_interrupted(tiny_sac_args, monkeypatch, capsys):
+    from algorithms.common.runfiles import RunLock, RunLocked
+    from algorithms.sac import agent as sac_agent
+
+    run_dir = run_dir_of(tiny_sac_args)
+    real_update = sac_agent.Agent.update
+
+    def interrupted(self, buffer):
+        if self.num_updates == 5:
+            with pytest.raises(RunLocked):  # the run holds its folder's lock while it trains
+                RunLock(run_dir).acquire()
+            raise KeyboardInterrupt
+        return real_update(self, buffer)
+
+    monkeypatch.setattr(sac_agent.Agent, "update", interrupted)
+    assert main(["train", *tiny_sac_args]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"
+    with RunLock(run_dir):  # released on the way out
+        pass
+
+
+def test_sigterm_during_set_up_marks_the_run_interrupted(tiny_sac_args, monkeypatch, capsys):
+    run_dir = run_dir_of(tiny_sac_args)
+    run_dir.mkdir(parents=True)
+    (run_dir / "run.json").write_text(json.dumps({"status": "running"}))  # as a killed earlier try left it
+
+    def unhandled(signum, frame):
+        raise AssertionError("SIGTERM arrived before train() handled it")
+
+    previous = signal.signal(signal.SIGTERM, unhandled)  # instead of the default action: killing pytest
+    try:
+        def make_env_then_sigterm(*args, **kwargs):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises in here
+            raise AssertionError("no SIGTERM handler ran")
+
+        monkeypatch.setattr(trainer_module, "make_env", make_env_then_sigterm)
+        assert main(["train", *tiny_sac_args]) == 143
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"
+

@@ -7,6 +7,7 @@ reader (or a killed run) never sees a half-written file.
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import math
@@ -24,10 +25,15 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+TEMP_SUFFIX = ".tmp"
+"""Temporary siblings of ``atomic_write`` are named ``.<name>.<random>.tmp``."""
+LOCK_NAME = ".lock"
+
+
 def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> None:
     """Write ``path`` via ``write(file)`` on a temporary sibling, fsync, then rename over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide results from collaborators
         with os.fdopen(fd, mode) as handle:
@@ -38,6 +44,68 @@ def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> N
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temp_files(*folders: Path) -> list[Path]:
+    """Delete the temporary siblings an interrupted ``atomic_write`` left in ``folders``; returns them.
+
+    Only safe while no other process writes there, i.e. under the run's :class:`RunLock`.
+    """
+    removed = []
+    for folder in folders:
+        for path in sorted(folder.glob(f".*{TEMP_SUFFIX}")) if folder.is_dir() else []:
+            if path.is_file():
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
+
+
+class RunLocked(RuntimeError):
+    """Another process holds the run folder's lock; ``holder`` is what it wrote there (its PID and host)."""
+
+    def __init__(self, path: Path, holder: str):
+        super().__init__(f"{path} is held by {holder}")
+        self.path, self.holder = path, holder
+
+
+class RunLock:
+    """An exclusive ``flock`` on ``<folder>/.lock``, which holds the owner's PID and host while it lives.
+
+    The kernel drops the lock when its process dies, however it dies, so a killed run never leaves a stale
+    lock behind; the file itself stays (deleting it would let two processes lock two different files).
+    """
+
+    def __init__(self, folder: Path):
+        self.path = folder / LOCK_NAME
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock without waiting, or raise :class:`RunLocked` naming the holder."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 256).decode(errors="replace").strip()
+            os.close(fd)
+            # the holder writes its PID right after locking: an empty file means it is just starting
+            raise RunLocked(self.path, holder or "a process that is starting") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"PID {os.getpid()} on {socket.gethostname()}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        """Drop the lock (idempotent); the file is left for the next run."""
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> "RunLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -8,6 +8,7 @@ and started again with the same command therefore ends with the same eval.csv, b
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import signal
@@ -411,8 +412,8 @@ class OnlineTrainer:
         return self.run_dir
 
 
-def prepare_run_dir(cfg: RunConfig) -> tuple[Path, bool]:
-    """The run's folder, checked writable and consistent with an earlier run there; True if already finished."""
+def make_run_dir(cfg: RunConfig) -> Path:
+    """The run's folder, created and checked writable (RunError naming the results folder if not)."""
     run_dir = run_dir_for(cfg)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -422,6 +423,23 @@ def prepare_run_dir(cfg: RunConfig) -> tuple[Path, bool]:
     except OSError as err:
         raise RunError(f"results folder {cfg.results_dir!r} is not writable ({err.strerror}: {err.filename}); "
                        "choose another with --results-dir") from None
+    return run_dir
+
+
+def lock_run_dir(run_dir: Path) -> runfiles.RunLock:
+    """Take the run folder's exclusive lock, or RunError naming the process that holds it."""
+    lock = runfiles.RunLock(run_dir)
+    try:
+        lock.acquire()
+    except runfiles.RunLocked as err:
+        raise RunError(f"{run_dir} is in use by another training process ({err.holder}, lock {err.path}); "
+                       "wait for it to end or stop it, then run this command again") from None
+    return lock
+
+
+def prepare_run_dir(cfg: RunConfig) -> tuple[Path, bool]:
+    """The run's folder, checked writable and consistent with an earlier run there; True if already finished."""
+    run_dir = make_run_dir(cfg)
     config_file = run_dir / "config.yaml"
     new = to_dict(cfg)
     if config_file.exists():
@@ -433,8 +451,6 @@ def prepare_run_dir(cfg: RunConfig) -> tuple[Path, bool]:
                            "use another --results-dir or name=..., or delete that folder")
     info_file = run_dir / "run.json"
     if info_file.exists():
-        import json
-
         try:
             if json.loads(info_file.read_text()).get("status") == "finished":
                 return run_dir, True
@@ -448,23 +464,58 @@ def _raise_interrupt(signum, frame):  # noqa: ARG001
     raise RunInterrupted(f"signal {signum}")
 
 
-def train(cfg: RunConfig) -> Path:
-    """Run (or resume, or skip if finished) one configured run; returns its folder."""
-    run_dir, finished = prepare_run_dir(cfg)
-    if finished:
-        print(f"{run_dir} already finished; nothing to do", file=sys.stderr)
-        return run_dir
-    trainer = OnlineTrainer(cfg, run_dir)
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        return trainer.run()
-    except RunInterrupted:
+def _mark_interrupted(run_dir: Path, trainer: OnlineTrainer | None) -> None:
+    """Set run.json's status to ``interrupted`` (an interrupt before the trainer exists edits the old file)."""
+    if trainer is not None:
         trainer.write_run_info("interrupted")
+        return
+    info_file = run_dir / "run.json"
+    if not info_file.exists():
+        return  # nothing ran here yet: there is no status to correct
+    try:
+        info = json.loads(info_file.read_text())
+    except json.JSONDecodeError:
+        return  # written atomically, so never half-written; an unreadable one is treated as absent
+    if info.get("status") != "finished":
+        info.update(status="interrupted", updated_at=runfiles.now())
+        runfiles.atomic_write_json(info_file, info)
+
+
+def train(cfg: RunConfig) -> Path:
+    """Run (or resume, or skip if finished) one configured run; returns its folder.
+
+    The run folder is locked for the life of the process, temporary files an interrupted write left there are
+    removed first, and SIGTERM or SIGINT at any point leaves run.json with status ``interrupted``.
+    """
+    # From the first moment, so that a scheduler's SIGTERM during set-up is reported like one during training.
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    lock: runfiles.RunLock | None = None
+    trainer: OnlineTrainer | None = None
+    run_dir: Path | None = None
+    try:
+        run_dir = make_run_dir(cfg)
+        lock = lock_run_dir(run_dir)
+        stale = runfiles.remove_stale_temp_files(run_dir, run_dir / "checkpoints")
+        if stale:
+            print(f"warning: removed {len(stale)} temporary file(s) an interrupted write left in {run_dir}: "
+                  f"{', '.join(str(p.relative_to(run_dir)) for p in stale)}", file=sys.stderr)
+        run_dir, finished = prepare_run_dir(cfg)
+        if finished:
+            print(f"{run_dir} already finished; nothing to do", file=sys.stderr)
+            return run_dir
+        trainer = OnlineTrainer(cfg, run_dir)
+        return trainer.run()
+    except (RunInterrupted, KeyboardInterrupt):
+        if lock is not None and run_dir is not None:  # without the lock, run.json is another process's
+            _mark_interrupted(run_dir, trainer)
         raise
     except Exception as err:
-        trainer.write_run_info("failed", error=f"{type(err).__name__}: {err}")
+        if trainer is not None:
+            trainer.write_run_info("failed", error=f"{type(err).__name__}: {err}")
         raise
     finally:
+        if lock is not None:
+            lock.release()
         signal.signal(signal.SIGTERM, previous)
 
 
