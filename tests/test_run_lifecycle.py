@@ -291,3 +291,59 @@ def test_sigterm_during_set_up_marks_the_run_interrupted(tiny_sac_args, monkeypa
         signal.signal(signal.SIGTERM, previous)
     assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"
 
+
+def _checkpoint_tensors(path: Path):
+    state = CheckpointManager.load(path)["agent"]
+    stack = [state]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            stack += list(value.values())
+        elif isinstance(value, (list, tuple)):
+            stack += list(value)
+        elif hasattr(value, "is_floating_point") and value.is_floating_point():
+            yield value
+
+
+def test_non_finite_weight_stops_the_run_naming_its_module(tiny_sac_args, monkeypatch, capsys):
+    import torch
+
+    from algorithms.sac import agent as sac_agent
+
+    real_update = sac_agent.Agent.update
+
+    def poisoned(self, buffer):
+        metrics = real_update(self, buffer)
+        if self.num_updates == 100:  # at a scheduled weight check; the losses are still finite
+            with torch.no_grad():
+                self.critic_target.q1[0].weight[0, 0] = float("nan")
+        return metrics
+
+    monkeypatch.setattr(sac_agent.Agent, "update", poisoned)
+    assert main(["train", *tiny_sac_args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "non-finite weights in module 'critic_target.q1'" in err
+    assert "update 100" in err and "env step 1198" in err and "critic_loss=" in err
+    run_dir = run_dir_of(tiny_sac_args)
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "failed"
+    checkpoints = sorted((run_dir / "checkpoints").glob("*.pt"))
+    assert [p.name for p in checkpoints] == ["step_0000001000.pt"]
+    assert all(bool(torch.isfinite(t).all()) for p in checkpoints for t in _checkpoint_tensors(p))
+
+
+def test_no_checkpoint_is_written_from_non_finite_weights(tiny_sac_args, monkeypatch, capsys):
+    import torch
+
+    real_save = trainer_module.OnlineTrainer.save_checkpoint
+
+    def poison_then_save(self):
+        if self.counters["env_step"] == 2000:  # between two scheduled weight checks
+            with torch.no_grad():
+                self.agent.log_alpha.fill_(float("inf"))
+        real_save(self)
+
+    monkeypatch.setattr(trainer_module.OnlineTrainer, "save_checkpoint", poison_then_save)
+    assert main(["train", *tiny_sac_args]) == 2
+    assert "non-finite weights in module 'log_alpha'" in capsys.readouterr().err
+    names = [p.name for p in (run_dir_of(tiny_sac_args) / "checkpoints").glob("*.pt")]
+    assert names == ["step_0000001000.pt"]

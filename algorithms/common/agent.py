@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import abc
-from typing import Any
+import itertools
+from typing import Any, Iterator
 
 import gymnasium as gym
 import numpy as np
@@ -47,6 +48,23 @@ class Agent(abc.ABC):
 
     def reset(self) -> None:
         """Called at the start of every episode (e.g. to drop a warm-started plan)."""
+
+    def named_tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
+        """Every floating-point parameter and buffer of the agent's networks, and free learnable tensors (e.g.
+        SAC's log α), each once, named ``<attribute>.<name in the module>``: what must stay finite."""
+        seen: set[int] = set()
+        for attribute, value in vars(self).items():
+            if isinstance(value, torch.nn.Module):
+                items: Any = ((f"{attribute}.{name}", tensor) for name, tensor in
+                              itertools.chain(value.named_parameters(), value.named_buffers()))
+            elif isinstance(value, torch.Tensor) and value.requires_grad:
+                items = [(attribute, value)]
+            else:
+                continue
+            for name, tensor in items:
+                if tensor.is_floating_point() and id(tensor) not in seen:  # a ModuleDict may repeat a network
+                    seen.add(id(tensor))
+                    yield name, tensor
 
     def on_seeding_done(self, buffer: ReplayBuffer, seed_steps: int) -> dict[str, float]:
         """Called once when the ``seed_steps`` random agent steps end (e.g. for pre-training updates)."""

@@ -45,7 +45,11 @@ TRAIN_EPISODES, EVAL_EPISODES, BUFFER, SEED_ACTIONS, REEVALUATION = range(5)
 
 
 class NonFiniteLossError(FloatingPointError):
-    """A loss or metric became NaN or inf; the message names it and the step."""
+    """A loss, metric or weight became NaN or inf; the message names it (a weight: its module) and the step."""
+
+
+PARAMETER_CHECK_EVERY = 100
+"""Updates between checks that every weight is finite (also checked before each checkpoint)."""
 
 
 class RunInterrupted(Exception):
@@ -160,11 +164,33 @@ class MetricAccumulator:
         self.sums, self.counts = dict(state["sums"]), dict(state["counts"])
 
 
-def check_finite(metrics: dict[str, float], env_step: int, updates: int) -> None:
+def non_finite_tensor(agent: Agent) -> str | None:
+    """The name of the agent's first weight (parameter or buffer) holding a NaN or inf, or None."""
+    for name, tensor in agent.named_tensors():
+        if not bool(torch.isfinite(tensor).all()):
+            return name
+    return None
+
+
+def check_finite(metrics: dict[str, float], env_step: int, updates: int, agent: Agent | None = None) -> None:
+    """Stop the run (NonFiniteLossError) on a NaN or inf metric of the last update or, given ``agent``, weight.
+
+    A weight is named by its module (``<agent attribute>.<first component>``) with the update's loss terms,
+    so the message says where it went wrong; raised before a checkpoint is written, it keeps the last one intact.
+    """
     for name, value in metrics.items():
         if not math.isfinite(value):
             raise NonFiniteLossError(f"non-finite loss {name!r} = {value} at env step {env_step} (update {updates}); "
                                      "the run stops here, its last checkpoint is intact")
+    if agent is None:
+        return
+    name = non_finite_tensor(agent)
+    if name is not None:
+        module = ".".join(name.split(".")[:2])
+        losses = ", ".join(f"{key}={value:.4g}" for key, value in metrics.items()) or "none"
+        raise NonFiniteLossError(f"non-finite weights in module {module!r} (parameter {name!r}) at env step "
+                                 f"{env_step} (update {updates}); last update's losses: {losses}; "
+                                 "the run stops here, its last checkpoint is intact")
 
 
 def evaluate_policy(agent: Agent, env, episodes: int, seed_of) -> dict[str, Any]:
@@ -234,6 +260,7 @@ class OnlineTrainer:
         self.elapsed_before = 0.0
         self.started = time.perf_counter()
         self.last_eval_return: float | None = None
+        self.last_metrics: dict[str, float] = {}  # the latest update's, for a non-finite weight's message
         self.run_info: dict[str, Any] = {}
         self.sinks = make_sinks(cfg.loggers, run_dir, f"{cfg.run_name}-{self.spec.name}-{cfg.seed}", to_dict(cfg))
 
@@ -258,6 +285,8 @@ class OnlineTrainer:
             log.flush()
 
     def save_checkpoint(self) -> None:
+        # never a checkpoint from a non-finite state: a resume would start from it
+        check_finite(self.last_metrics, self.counters["env_step"], self.counters["updates"], self.agent)
         self.flush_logs()
         state = {
             "counters": dict(self.counters), "agent": self.agent.state_dict(), "buffer": self.buffer.state_dict(),
@@ -361,12 +390,14 @@ class OnlineTrainer:
                     c["seeding_done"] = True
                     metrics = self.agent.on_seeding_done(
                         self.buffer, schedule.seed_env_steps // spec.action_repeat)
-                    check_finite(metrics, c["env_step"], c["updates"])
+                    check_finite(metrics, c["env_step"], c["updates"], self.agent)
                 tic = time.perf_counter()
                 metrics = self.agent.update(self.buffer)
                 self.timing.add({"update_s": time.perf_counter() - tic})
                 c["updates"] += 1
-                check_finite(metrics, c["env_step"], c["updates"])
+                self.last_metrics = metrics
+                check_finite(metrics, c["env_step"], c["updates"],
+                             self.agent if c["updates"] % PARAMETER_CHECK_EVERY == 0 else None)
                 self.metrics.add(metrics)
             if c["env_step"] >= c["next_log"]:
                 now = time.perf_counter()
