@@ -347,3 +347,22 @@ def test_no_checkpoint_is_written_from_non_finite_weights(tiny_sac_args, monkeyp
     assert "non-finite weights in module 'log_alpha'" in capsys.readouterr().err
     names = [p.name for p in (run_dir_of(tiny_sac_args) / "checkpoints").glob("*.pt")]
     assert names == ["step_0000001000.pt"]
+
+
+def test_checkpoint_config_is_checked_and_restores_a_missing_config_yaml(reference_run, tiny_sac_args, capsys):
+    run_dir = _interrupted_run(tiny_sac_args)
+    original = (run_dir / "config.yaml").read_bytes()
+    (run_dir / "config.yaml").unlink()
+    before = {name: (run_dir / name).read_bytes() for name in ("eval.csv", "run.json")}
+    capsys.readouterr()
+    # the checkpoint trained with lr 3e-4: a restart asking for another lr must not train on silently
+    assert main(["train", *tiny_sac_args, "agent.lr=0.001"]) == 2
+    err = capsys.readouterr().err
+    assert "another config (agent.lr: 0.0003 -> 0.001" in err and "step_0000002000.pt" in err
+    assert "Traceback" not in err
+    assert not (run_dir / "config.yaml").exists()
+    assert {name: (run_dir / name).read_bytes() for name in before} == before  # nothing changed
+    assert main(["train", *tiny_sac_args]) == 0
+    assert "resuming from" in capsys.readouterr().err
+    assert (run_dir / "config.yaml").read_bytes() == original
+    assert (run_dir / "eval.csv").read_bytes() == (reference_run / "eval.csv").read_bytes()

@@ -17,7 +17,7 @@ import torch
 from algorithms.common.runfiles import atomic_write, atomic_write_text
 
 CHECKPOINT_FORMAT_VERSION = 2
-REQUIRED_KEYS = ("format_version", "counters", "agent")
+REQUIRED_KEYS = ("format_version", "counters", "agent", "config")
 
 
 class CheckpointError(RuntimeError):

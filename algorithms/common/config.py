@@ -219,5 +219,6 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def dump_yaml(cfg: RunConfig) -> str:
-    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+def dump_yaml(cfg: RunConfig | dict[str, Any]) -> str:
+    """config.yaml's text for a config, or for its ``to_dict`` form (e.g. the one a checkpoint holds)."""
+    return yaml.safe_dump(cfg if isinstance(cfg, dict) else to_dict(cfg), sort_keys=False)

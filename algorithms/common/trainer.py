@@ -60,6 +60,10 @@ class RunError(RuntimeError):
     """A run that cannot start: unwritable results folder, a different run in the same folder, …"""
 
 
+class ConfigMismatchError(RunError):
+    """The config asked for differs from the one the run's checkpoint was trained with; nothing was changed."""
+
+
 def build_config(algo: str | None = None, config_file: str | None = None,
                  overrides: dict[str, str] | None = None) -> RunConfig:
     """Defaults < YAML file < ``key=value`` overrides, validated (unknown keys and bad values raise ConfigError)."""
@@ -127,6 +131,7 @@ def _semantic(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """One ``key: old -> new`` line per differing (nested, dotted) key."""
     keys = sorted(set(old) | set(new))
     out = []
     for key in keys:
@@ -299,11 +304,30 @@ class OnlineTrainer:
         self.checkpoints.save(state, self.counters["env_step"])
         self.write_run_info("running")
 
+    def check_config(self, trained: dict[str, Any], path: Path) -> None:
+        """Raise ConfigMismatchError naming every key in which this run's config differs from ``trained``."""
+        diffs = _differences(_semantic(trained), _semantic(to_dict(self.cfg)))
+        if diffs:
+            raise ConfigMismatchError(
+                f"{self.run_dir} holds a run with another config ({'; '.join(diffs)}; recorded in checkpoint "
+                f"{path.name}); use another --results-dir or name=..., or delete that folder")
+
+    def restore_config_file(self, config: dict[str, Any]) -> None:
+        """Write config.yaml from ``config`` if the run folder lacks it (prepare_run_dir left it to us)."""
+        config_file = self.run_dir / "config.yaml"
+        if not config_file.exists():
+            runfiles.atomic_write_text(config_file, dump_yaml(config))
+            print(f"note: {config_file} was missing; written from the config the run was trained with",
+                  file=sys.stderr)
+
     def resume(self) -> bool:
         """Continue from the newest usable checkpoint; archive stale files when there is none."""
         state, path, problems = self.checkpoints.load_latest()
         for problem in problems:
             print(f"warning: {problem}; falling back to an older checkpoint", file=sys.stderr)
+        if state is not None:
+            self.check_config(state["config"], path)  # before anything is loaded or truncated
+        self.restore_config_file(state["config"] if state is not None else to_dict(self.cfg))
         if state is None:
             stale = [self.eval_log, self.train_log, self.episode_log]
             if any(len(log) for log in stale) or problems:
@@ -487,7 +511,10 @@ def prepare_run_dir(cfg: RunConfig) -> tuple[Path, bool]:
                 return run_dir, True
         except json.JSONDecodeError:
             pass  # a run.json is always written atomically; an unreadable one is treated as absent
-    runfiles.atomic_write_text(config_file, dump_yaml(cfg))
+    if config_file.exists() or not CheckpointManager(run_dir / "checkpoints").checkpoints():
+        runfiles.atomic_write_text(config_file, dump_yaml(cfg))
+    # else config.yaml is gone but a checkpoint holds the config that trained: the trainer compares the two on
+    # resume and restores config.yaml from the checkpoint, so that the file records what trained
     return run_dir, False
 
 
@@ -540,6 +567,8 @@ def train(cfg: RunConfig) -> Path:
         if lock is not None and run_dir is not None:  # without the lock, run.json is another process's
             _mark_interrupted(run_dir, trainer)
         raise
+    except ConfigMismatchError:
+        raise  # only this request was refused: the run and its run.json stay as they were
     except Exception as err:
         if trainer is not None:
             trainer.write_run_info("failed", error=f"{type(err).__name__}: {err}")
