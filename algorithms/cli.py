@@ -104,7 +104,9 @@ def _analyze(args: argparse.Namespace) -> int:
         for unit, res in results.items():
             _report_problems(res, Path(args.out) / f"units-{unit}")
         print(f"both step-unit readings: {Path(args.out) / 'summary.md'} compares them")
-        return 0
+        failed = [_serious_problems(res, Path(args.out) / f"units-{unit}", args.strict)
+                  for unit, res in results.items()]
+        return 1 if any(failed) else 0
     result = analyze(args.out, runs=runs, published=args.published, step_units=step_units, **options)
     if args.embedding:
         from analysis.embedding import load_task_embedding, tsne_embedding
@@ -117,7 +119,20 @@ def _analyze(args: argparse.Namespace) -> int:
         result.written.append(save(task_embedding_figure(emb, ["hopper-hop"]),
                                    Path(args.out) / "figures" / "task_embedding.png"))
     _report_problems(result, Path(args.out))
-    return 0
+    return 1 if _serious_problems(result, Path(args.out), args.strict) else 0
+
+
+def _serious_problems(result, out: Path, strict: bool) -> bool:
+    """Print one line on stderr if problems.csv has rows of a serious kind; True if that fails the command."""
+    from analysis.report import SERIOUS_PROBLEMS, serious_problems
+
+    n = serious_problems(result.problems)
+    if not n:
+        return False
+    line = (f"{n} problem(s) of kind {'/'.join(SERIOUS_PROBLEMS)}: results are missing or were left out; "
+            f"see {out / 'tables' / 'problems.csv'}")
+    print(f"mbdpo-bench: {'error' if strict else 'warning'}: {line}", file=sys.stderr)
+    return strict
 
 
 def _report_problems(result, out: Path) -> None:
@@ -224,6 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--efficiency", action="append", default=[], metavar="A:B",
                          help="sample-efficiency ratio: k such that B needs k× A's env steps for the same score "
                               "(repeatable; default mbdpo:tdmpc2 when both are present)")
+    analyze.add_argument("--strict", action="store_true",
+                         help="exit 1 when tables/problems.csv has a corrupt, non_finite, missing_step, incomplete or "
+                              "missing row (without it, a warning)")
     analyze.add_argument("--embedding", help="a multi-task checkpoint: also plot its task embeddings (t-SNE)")
     analyze.add_argument("--embedding-tasks", dest="embedding_tasks",
                          help="comma-separated task names of the embedding rows, in task-id order")

@@ -2,7 +2,8 @@
 
 Every loader returns what it read *and* what it could not use: a ``problems`` table (``kind, path, algorithm,
 task, seed, message``) that lists missing runs, corrupt files, runs split because their configs differ, unknown
-tasks and everything the alignment dropped. Nothing is skipped silently.
+tasks, non-finite values (left out) and everything the alignment dropped; :func:`missing_steps` reports
+evaluations missing in the middle of a run. Nothing is skipped silently.
 
 The tidy evaluation table (``EVAL_COLUMNS``) has one row per (algorithm, task, seed, env step):
 ``return`` is the mean evaluation episode return, ``success`` the success rate in 0-1 (NaN where the suite has
@@ -67,6 +68,26 @@ def _problem(kind: str, path: Path | str, message: str, algorithm: str = "", tas
     return {"kind": kind, "path": str(path), "algorithm": algorithm, "task": task, "seed": seed, "message": message}
 
 
+def _drop_non_finite(frame: pd.DataFrame, values: dict[str, pd.Series], path: Path, problems: list[dict],
+                     algorithm: str, task: str, seed: int | None = None) -> pd.DataFrame:
+    """``frame`` without the rows where any of ``values`` is NaN or ±inf, each such row reported as ``non_finite``
+    (one problem per seed) so that an inf never reaches a mean or a curve. ``values`` maps a column label (for
+    the message) to the values to check, aligned with ``frame``'s index; ``frame`` must have ``step`` and
+    ``seed``."""
+    bad = pd.Series(False, index=frame.index)
+    for series in values.values():
+        bad |= ~np.isfinite(series.to_numpy(dtype=float))
+    if not bad.any():
+        return frame
+    for s, rows in frame.loc[bad].groupby("seed"):
+        labels = [label for label, series in values.items() if (~np.isfinite(series.loc[rows.index])).any()]
+        problems.append(_problem("non_finite", path, f"{len(rows)} evaluation(s) with a non-finite "
+                                 f"{'/'.join(labels)} (steps {_span(np.sort(rows['step'].to_numpy()))}); "
+                                 "excluded from every statistic", algorithm, task,
+                                 int(s) if seed is None else seed))
+    return frame.loc[~bad]
+
+
 def _spec(task: str) -> TaskSpec | None:
     return TASKS.get(task)
 
@@ -108,7 +129,8 @@ def load_runs(root: str | Path, expected: Iterable[tuple[str, str, int]] | None 
     ``name=`` of a variant). Seeds of one (name, task) whose ``config_hash`` differ are never averaged: they are
     relabelled ``name@hash`` and the split is reported. Runs listed in ``expected`` (name, task, seed) but absent
     — or, without ``expected``, holes in each name's own task × seed grid — are reported as ``missing``; unreadable files as
-    ``corrupt`` with their path. ``runs`` holds one row per run (status, config hash, wall time, flattened config
+    ``corrupt`` with their path; evaluations with a non-finite return (or an infinite success) as ``non_finite``
+    with the file's path, and left out. ``runs`` holds one row per run (status, config hash, wall time, flattened config
     keys ``agent.*``); ``train`` the train.csv rows (with ``algorithm, task, domain, seed``) when ``train_logs``.
     """
     root = Path(root)
@@ -155,12 +177,16 @@ def load_runs(root: str | Path, expected: Iterable[tuple[str, str, int]] | None 
         if meta["status"] != "finished":
             problems.append(_problem("incomplete", run_dir, f"run status is {meta['status']!r}: its evaluations "
                                      f"end at step {int(ev['step'].max()) if len(ev) else 0}", name, task, seed))
-        evals.append(pd.DataFrame({
+        frame = pd.DataFrame({
             "source": "ours", "algorithm": name, "task": task, "seed": seed, "step": ev["step"],
             "return": ev["episode_return"], "success": pd.to_numeric(ev["success"], errors="coerce"),
             "budget": meta["total_env_steps"] or (int(ev["step"].max()) if len(ev) else 0),
             "config_hash": meta["config_hash"], "path": str(eval_path), "source_step": ev["step"],
-            "step_unit": U.OWN_RUNS_STEP_UNIT}))
+            "step_unit": U.OWN_RUNS_STEP_UNIT})
+        # an empty success cell is NaN and means "this suite has none"; only ±inf there is a bad value
+        success_inf = frame["success"].where(~frame["success"].isna(), 0.0)
+        evals.append(_drop_non_finite(frame, {"return": frame["return"], "success": success_inf}, eval_path,
+                                      problems, name, task, seed))
         if train_logs and (run_dir / "train.csv").exists():
             try:
                 tr = _read_csv(run_dir / "train.csv", ["step"])
@@ -253,7 +279,8 @@ def load_published(root: str | Path, algorithms: Iterable[str] | None = None,
     ``success`` in 0-1, the mbdpo folders give success × 100 in the ``reward`` column; both become ``success`` in
     0-1 here (a success task's ``return`` is left NaN). A folder ``X-pixels`` holds algorithm X's Visual RL curves.
     Duplicate evaluations of one step keep the last row (reported); files of tasks outside the registry are
-    reported and skipped; an unreadable file is reported with its path.
+    reported and skipped; an unreadable file is reported with its path; rows whose value is NaN or ±inf are
+    reported as ``non_finite`` (with the file's path) and left out.
     """
     root = Path(root)
     if not root.is_dir():
@@ -314,6 +341,7 @@ def load_published(root: str | Path, algorithms: Iterable[str] | None = None,
             frame = pd.DataFrame({"source": "published", "algorithm": algorithm, "task": task, "seed": seed,
                                   "step": step * scale, "return": ret, "success": success, "budget": spec.budget,
                                   "config_hash": "", "path": str(path), "source_step": step, "step_unit": unit})
+            frame = _drop_non_finite(frame, {value_col: value}, path, problems, algorithm, task)
             dup = frame.duplicated(["seed", "step"], keep="last")
             for s, n in frame.loc[dup].groupby("seed").size().items():
                 problems.append(_problem("duplicate_step", path, f"{n} evaluation(s) repeat an earlier step; the "
@@ -356,6 +384,7 @@ def align(evals: pd.DataFrame, grid: dict[str, np.ndarray] | np.ndarray | None =
     grid steps more than ``tolerance`` (default: the grid spacing) past its last one, get no value; evaluations
     after the grid's end are not used. Each is listed in ``dropped`` (``algorithm, task, seed, reason, n, steps``)
     so a reader sees exactly what a figure leaves out. ``aligned`` keeps ``eval_step``, the step the value came from.
+    Grid steps filled across a hole in the middle of a run are kept; :func:`missing_steps` reports them.
     """
     if grid is None:
         grid = default_grid(evals)
@@ -392,6 +421,40 @@ def align(evals: pd.DataFrame, grid: dict[str, np.ndarray] | np.ndarray | None =
     columns = [*EVAL_COLUMNS, "eval_step"]
     return (_concat(aligned, columns).reset_index(drop=True),
             pd.DataFrame(dropped, columns=["algorithm", "task", "seed", "reason", "n", "steps"]))
+
+
+MISSING_STEP_GAP = 1.5
+"""Consecutive evaluations further apart than this many grid spacings mean evaluations are missing between them
+(an evaluation lands at the first episode boundary after its nominal step, so a gap of up to one spacing plus an
+episode is normal; one missing evaluation makes it about two spacings)."""
+
+
+def missing_steps(evals: pd.DataFrame, grid: dict[str, np.ndarray] | np.ndarray | None = None) -> pd.DataFrame:
+    """Problems (``PROBLEM_COLUMNS``, kind ``missing_step``): one per run whose evaluations have a hole in the
+    middle, naming the grid steps that :func:`align` fills from the evaluation before the hole.
+
+    A hole is a pair of consecutive evaluations more than :data:`MISSING_STEP_GAP` grid spacings apart; the grid
+    steps strictly between them are reported. Steps before the first or after the last evaluation are not holes
+    (``align`` drops or fills those and lists them in ``dropped``)."""
+    if grid is None:
+        grid = default_grid(evals)
+    problems = []
+    for (domain, alg, task, seed), run in evals.groupby(["domain", "algorithm", "task", "seed"], sort=True):
+        steps_grid = grid if isinstance(grid, np.ndarray) else grid.get(domain)
+        if steps_grid is None or len(steps_grid) < 2:
+            continue  # without a spacing there is no hole to speak of (align reports a missing grid)
+        spacing = int(np.diff(steps_grid).min())
+        steps = np.unique(run["step"].to_numpy())
+        holes, filled = [], 0
+        for a, b in zip(steps[:-1], steps[1:]):
+            inside = steps_grid[(steps_grid > a) & (steps_grid < b)]
+            if b - a > MISSING_STEP_GAP * spacing and len(inside):
+                holes.append(f"{_span(inside)} filled from step {int(a)} (next evaluation at {int(b)})")
+                filled += len(inside)
+        if holes:
+            problems.append(_problem("missing_step", run["path"].iloc[0], f"{filled} grid step(s) lack an evaluation "
+                                     f"(grid spacing {spacing}): {'; '.join(holes)}", alg, task, int(seed)))
+    return pd.DataFrame(problems, columns=PROBLEM_COLUMNS)
 
 
 def _span(steps: np.ndarray) -> str:

@@ -9,7 +9,7 @@ Layout of ``OUT``::
     tables/training_time.{csv,md,tex}     (tab. 1; own runs only)
     tables/step_units.{csv,md}            each source's step unit and how it became env steps (FIDELITY.md D1)
     tables/efficiency.{csv,md,tex}        sample-efficiency ratio k per A:B pair and domain, tables/efficiency_curves.csv
-    tables/problems.csv, tables/alignment_dropped.csv   what was missing, corrupt, split or dropped
+    tables/problems.csv, tables/alignment_dropped.csv   what was missing, corrupt, non-finite, split or dropped
     figures/*.png                         aggregate curves, interval estimates, profiles, P(improvement),
                                           per-task curves per domain, cross-TD error / policy drift,
                                           efficiency_<A>_vs_<B>_<domain>.png
@@ -38,8 +38,10 @@ from analysis.load import (
     AnalysisInputError,
     RunSet,
     align,
+    default_grid,
     load_published,
     load_runs,
+    missing_steps,
     values_at,
 )
 
@@ -48,6 +50,15 @@ PUBLISHED_SUFFIX = " (published)"
 # code's classifier energy uses η and the paper's InfoNCE energy λ (METHOD.md).
 ABLATION_PARAMETERS = {"agent.eta": "energy factor η (classifier)", "agent.energy_lambda": "energy factor λ (InfoNCE)",
                        "agent.diffusion_steps": "diffusion steps T", "agent.num_samples": "Monte Carlo samples N"}
+
+
+SERIOUS_PROBLEMS = ("corrupt", "non_finite", "missing_step", "incomplete", "missing")
+"""Problem kinds that mean results are missing or wrong (not merely relabelled); ``analyze --strict`` fails on them."""
+
+
+def serious_problems(problems: pd.DataFrame) -> int:
+    """How many rows of ``problems`` are of a :data:`SERIOUS_PROBLEMS` kind."""
+    return 0 if problems.empty else int(problems["kind"].isin(SERIOUS_PROBLEMS).sum())
 
 
 @dataclass
@@ -159,7 +170,8 @@ def analyze(out: str | Path, runs: str | Path | None = None, published: str | Pa
                                  floatfmt=".3f")
         written.append(F.save(F.probability_of_improvement_plot(poi), figs / "probability_of_improvement.png"))
 
-    aligned, dropped = align(evals)
+    grid = default_grid(evals)
+    aligned, dropped = align(evals, grid)
     curves = S.sample_efficiency_curves(aligned, reps=reps, seed=seed)
     written += T.write_table(curves, tables / "aggregate_curves", formats=("csv",))
     written.append(F.save(F.aggregate_curves(curves, units_note=units_note), figs / "aggregate_curves.png"))
@@ -203,7 +215,8 @@ def analyze(out: str | Path, runs: str | Path | None = None, published: str | Pa
             written += T.write_table(T.scaling_table(scaling), tables / "scaling", "Normalised score by model size")
             written.append(F.save(F.scaling_plot(scaling), figs / "scaling.png"))
 
-    problems = data.problems
+    frames = [f for f in (data.problems, missing_steps(evals, grid)) if not f.empty]  # concat warns on empties
+    problems = pd.concat(frames, ignore_index=True) if frames else data.problems
     dropped_all = pd.concat([dropped.assign(where="curves"), dropped_at.assign(where="table")], ignore_index=True)
     written += T.write_table(problems, tables / "problems", formats=("csv",))
     written += T.write_table(dropped_all, tables / "alignment_dropped", formats=("csv",))

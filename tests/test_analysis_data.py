@@ -25,6 +25,7 @@ from analysis.load import (
     default_grid,
     load_published,
     load_runs,
+    missing_steps,
     values_at,
 )
 from envs.registry import TASKS
@@ -748,3 +749,49 @@ def test_sample_efficiency_curves_one_iqm_per_algorithm_domain_step():
     fast = curves[curves["algorithm"] == "fast"].set_index("step")["value"]
     slow = curves[curves["algorithm"] == "slow"].set_index("step")["value"]
     assert fast.loc[300] > slow.loc[300]
+
+
+# ------------------------------------------------------------------------------- non-finite values, missing steps
+
+def test_non_finite_return_is_reported_and_kept_out_of_the_curves(tmp_path, capsys):
+    from algorithms.cli import main
+
+    root = tmp_path / "runs"
+    bad = write_run(root, "sac", "cartpole-balance", 1, [(0, 10.0, None), (1000, float("inf"), None),
+                                                         (2000, 30.0, None)])
+    write_run(root, "sac", "cartpole-balance", 2, [(0, 12.0, None), (1000, 20.0, None), (2000, 31.0, None)])
+    data = load_runs(root)
+    rows = data.problems.loc[data.problems["kind"] == "non_finite"]
+    assert list(rows["path"]) == [str(bad / "eval.csv")] and "return" in rows["message"].iloc[0]
+    assert np.isfinite(data.evals["return"]).all() and len(data.evals) == 5
+    out = tmp_path / "out"
+    assert main(["analyze", "--runs", str(root), "--out", str(out), "--reps", "50", "--no-per-task"]) == 0
+    assert "warning" in capsys.readouterr().err
+    curves = pd.read_csv(out / "tables" / "aggregate_curves.csv")
+    assert np.isfinite(curves.select_dtypes("number").to_numpy(dtype=float)).all()
+    problems = pd.read_csv(out / "tables" / "problems.csv")
+    assert str(bad / "eval.csv") in set(problems.loc[problems["kind"] == "non_finite", "path"])
+
+
+def test_non_finite_released_value_is_reported(tmp_path):
+    path = write_curve(tmp_path, "tdmpc2", "cartpole-balance", "reward",
+                       {1: [(0, 1.0), (1000, float("nan")), (2000, 3.0)], 2: [(0, 1.0), (1000, 2.0), (2000, 3.0)]})
+    data = load_published(tmp_path)
+    rows = data.problems.loc[data.problems["kind"] == "non_finite"]
+    assert list(rows["path"]) == [str(path)] and list(rows["seed"]) == [1]
+    assert np.isfinite(data.evals["return"]).all() and len(data.evals) == 5
+
+
+def test_evaluation_missing_in_the_middle_is_a_missing_step(tmp_path):
+    root = tmp_path / "runs"
+    holed = write_run(root, "sac", "cartpole-balance", 1,
+                      [(0, 1.0, None), (1000, 2.0, None), (3000, 4.0, None), (4000, 5.0, None)], total_env_steps=4000)
+    # evaluations land at the first episode boundary after their step: late ones are not holes
+    write_run(root, "sac", "cartpole-balance", 2,
+              [(0, 1.0, None), (1050, 2.0, None), (2100, 3.0, None), (3000, 4.0, None), (4000, 5.0, None)],
+              total_env_steps=4000)
+    evals = load_runs(root).evals
+    problems = missing_steps(evals, np.array([0, 1000, 2000, 3000, 4000]))
+    assert list(problems["kind"]) == ["missing_step"] and list(problems["seed"]) == [1]
+    assert problems["path"].iloc[0] == str(holed / "eval.csv")
+    assert "2000 filled from step 1000" in problems["message"].iloc[0]

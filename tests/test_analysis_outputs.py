@@ -97,6 +97,19 @@ def test_cli_analyze_at_step_and_problems(inputs, tmp_path, capsys):
     assert str(published / "tdmpc2" / "walker-walk.csv") in set(problems.loc[problems["kind"] == "corrupt", "path"])
 
 
+def test_cli_analyze_strict_fails_on_a_corrupt_file(tmp_path, capsys):
+    published = tmp_path / "published"
+    synthetic.write_published(published, synthetic.curves(["tdmpc2"], ["cartpole-balance", "walker-walk"], points=3))
+    (published / "tdmpc2" / "walker-walk.csv").write_text("step,reward\nnot,a,csv\n")
+    out = tmp_path / "out"
+    args = ["analyze", "--published", str(published), "--out", str(out), "--reps", "50", "--no-per-task"]
+    assert main([*args, "--strict"]) == 1
+    err = capsys.readouterr().err
+    assert "error: 1 problem(s)" in err and str(out / "tables" / "problems.csv") in err and "Traceback" not in err
+    assert main(args) == 0
+    assert "warning: 1 problem(s)" in capsys.readouterr().err
+
+
 def test_cli_analyze_missing_input_is_one_clear_error(tmp_path, capsys):
     missing = tmp_path / "nowhere"
     assert main(["analyze", "--published", str(missing), "--out", str(tmp_path / "out")]) == 2
