@@ -100,3 +100,19 @@ def test_render_shadows_key_defaults_on_and_reaches_make_env(monkeypatch, tmp_pa
     with pytest.raises(RuntimeError, match="stop after make_env"):
         trainer.OnlineTrainer(cfg, tmp_path)
     assert calls == [{"seed": cfg.seed, "obs": "rgb", "shadows": False}]
+
+
+@pytest.mark.parametrize("algo,override,key", [
+    ("sac", "agent.lr=-1", "agent.lr"), ("tdmpc2", "agent.lr=-1", "agent.lr"), ("mbdpo", "agent.lr=0", "agent.lr"),
+    ("dreamerv3", "agent.lr=-1e-4", "agent.lr"), ("tdmpc2", "agent.dropout=1.5", "agent.dropout"),
+    ("mbdpo", "agent.tau=0", "agent.tau"), ("tdmpc2", "agent.lr=nan", "agent.lr"),
+    ("dreamerv3", "agent.unimix=-0.1", "agent.unimix")])
+def test_out_of_range_hyper_parameters_stop_before_any_run_file(algo, override, key, tmp_path, capsys):
+    """A value torch would reject (or silently misuse) is one message naming the key; no run folder is made."""
+    from algorithms.cli import main
+
+    code = main(["train", "--algo", algo, "--task", "cartpole-balance", "--steps", "1000",
+                 "--results-dir", str(tmp_path), override])
+    err = capsys.readouterr().err
+    assert code != 0 and key in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()

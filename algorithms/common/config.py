@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -25,6 +26,21 @@ CONFIG_FORMAT_VERSION = 2
 
 class ConfigError(ValueError):
     """A bad configuration key or value; the message names it and what would be valid."""
+
+
+def check_ranges(cfg: Any, positive: tuple[str, ...] = (), non_negative: tuple[str, ...] = (),
+                 fraction: tuple[str, ...] = (), rate: tuple[str, ...] = ()) -> None:
+    """ConfigError naming the first ``agent.<key>`` out of range: ``positive`` > 0, ``non_negative`` >= 0,
+    ``fraction`` in [0, 1) (probabilities such as dropout), ``rate`` in (0, 1] (EMA rates, discounts); None is
+    left alone (a default resolved later). Checked before anything is built or written, so a value torch would
+    reject (a negative learning rate) is one message, not a traceback."""
+    ranges = [(positive, lambda v: v > 0, "> 0"), (non_negative, lambda v: v >= 0, ">= 0"),
+              (fraction, lambda v: 0 <= v < 1, "in [0, 1)"), (rate, lambda v: 0 < v <= 1, "in (0, 1]")]
+    for keys, ok, text in ranges:
+        for key in keys:
+            value = getattr(cfg, key)
+            if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and ok(value)):
+                raise ConfigError(f"config key 'agent.{key}' must be {text}, got {value!r}")
 
 
 @dataclass

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from algorithms.common.agent import Agent as AgentBase
 from algorithms.common.buffer import ReplayBuffer
-from algorithms.common.config import ConfigError
+from algorithms.common.config import ConfigError, check_ranges
 from algorithms.dreamerv3 import math as dm
 from algorithms.dreamerv3.behaviour import actor_critic_losses, imagine
 from algorithms.dreamerv3.networks import (RSSM, Actor, ConvDecoder, ConvEncoder, Linear, TwoHotHead,
@@ -105,6 +105,8 @@ class Config:
 
     def validate(self) -> None:
         self.resolved()
+        check_ranges(self, positive=("lr", "horizon", "min_std", "max_std"), fraction=("unimix",),
+                     rate=("slow_rate", "retnorm_rate", "lam"))
         for key in ("batch_size", "batch_length", "imag_horizon", "stoch", "blocks"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"config key 'agent.{key}' must be positive, got {getattr(self, key)}")

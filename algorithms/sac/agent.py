@@ -20,7 +20,7 @@ from torch import nn
 
 from algorithms.common.agent import Agent as AgentBase
 from algorithms.common.buffer import ReplayBuffer
-from algorithms.common.config import ConfigError
+from algorithms.common.config import ConfigError, check_ranges
 
 
 @dataclass
@@ -61,6 +61,7 @@ class Config:
                     "feature_dim"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"config key 'agent.{key}' must be positive, got {getattr(self, key)}")
+        check_ranges(self, positive=("lr",))
         if not 0 < self.tau <= 1:
             raise ConfigError(f"config key 'agent.tau' must lie in (0, 1], got {self.tau}")
         if self.gamma is not None and not 0 <= self.gamma < 1:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from algorithms.common.agent import Agent as AgentBase
 from algorithms.common.buffer import ReplayBuffer
-from algorithms.common.config import ConfigError
+from algorithms.common.config import ConfigError, check_ranges
 from algorithms.tdmpc2.planner import MPPIConfig, Plan, mppi_plan
 from algorithms.world_model import WorldModel, resolve
 from algorithms.world_model.diagnostics import behaviour_drift, search_prior_drift, td_errors
@@ -123,6 +123,10 @@ class Config:
     def validate(self) -> None:
         if self.model_size not in PRESETS:
             raise ConfigError(f"config key 'agent.model_size' is {self.model_size!r}; valid: {', '.join(PRESETS)}")
+        check_ranges(self, positive=("lr", "enc_lr_scale", "grad_clip_norm", "temperature", "min_std", "max_std"),
+                     non_negative=("consistency_coef", "reward_coef", "value_coef", "termination_coef",
+                                   "entropy_coef"),
+                     fraction=("dropout",), rate=("tau", "rho", "discount"))
         for key in ("batch_size", "horizon", "iterations", "num_samples", "num_elites"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"config key 'agent.{key}' must be positive, got {getattr(self, key)}")
