@@ -233,12 +233,15 @@ class Agent(TDMPC2Agent):
         """World model and policy prior (TD-MPC2's step), then the energy, then the score network."""
         obs, action, reward, terminated, task = self._batch(buffer)
         metrics = self.update_world_model(obs, action, reward, terminated, task)
-        with torch.no_grad():
-            z = self.model.encode(obs[0], task)
-        if self.energy_coef > 0 and not self.energy_in_joint_loss:
-            metrics.update(self.update_energy(z, action[0], task))
-        if self.score_net is not None and self.score_optim is not None:
-            metrics.update(self.update_score_network(z, action.transpose(0, 1), task))
+        separate_energy = self.energy_coef > 0 and not self.energy_in_joint_loss
+        separate_score = self.score_net is not None and self.score_optim is not None
+        if separate_energy or separate_score:  # the released defaults train both inside the joint loss
+            with torch.no_grad():
+                z = self.model.encode(obs[0], task)
+            if separate_energy:
+                metrics.update(self.update_energy(z, action[0], task))
+            if separate_score:
+                metrics.update(self.update_score_network(z, action.transpose(0, 1), task))
         self.num_updates += 1
         if self.cfg.diag_every and self.num_updates % self.cfg.diag_every == 0:
             metrics.update(self.diagnostics(obs, action, reward, task))
