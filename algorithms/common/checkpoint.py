@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -75,12 +75,21 @@ class CheckpointManager:
                                   f"this harness reads {CHECKPOINT_FORMAT_VERSION}")
         return state
 
-    def load_latest(self) -> tuple[dict[str, Any] | None, Path | None, list[str]]:
-        """The newest usable checkpoint, its path, and one message per unusable newer one."""
+    def load_latest(self, reject: Callable[[dict[str, Any]], str | None] | None = None
+                    ) -> tuple[dict[str, Any] | None, Path | None, list[str]]:
+        """The newest usable checkpoint, its path, and one message per unusable newer one.
+
+        ``reject(state)`` may refuse a readable checkpoint with a reason (e.g. non-finite weights).
+        """
         problems: list[str] = []
         for path in self.checkpoints():
             try:
-                return self.load(path), path, problems
+                state = self.load(path)
             except CheckpointError as err:
                 problems.append(str(err))
+                continue
+            reason = reject(state) if reject is not None else None
+            if reason is None:
+                return state, path, problems
+            problems.append(f"checkpoint {path} {reason}")
         return None, None, problems

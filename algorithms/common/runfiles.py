@@ -7,12 +7,14 @@ reader (or a killed run) never sees a half-written file.
 from __future__ import annotations
 
 import csv
+import errno
 import fcntl
 import io
 import json
 import math
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -30,10 +32,51 @@ TEMP_SUFFIX = ".tmp"
 LOCK_NAME = ".lock"
 
 
+class ResultsWriteError(OSError):
+    """A run file could not be written (disk full, quota, read-only, I/O error); the message names the file,
+    the system's reason and the free space left there. The file's previous version, if any, is intact."""
+
+
+# Errors of the file system under the results folder, as opposed to a bug of the caller.
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM, errno.EFBIG}
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def free_space(path: Path) -> str:
+    """The free space of the file system holding ``path`` (its nearest existing ancestor), human-readable."""
+    for folder in (path, *path.parents):
+        if folder.exists():
+            try:
+                return _human_bytes(shutil.disk_usage(folder).free)
+            except OSError:
+                break
+    return "unknown"
+
+
+def _write_error(path: Path, err: OSError) -> ResultsWriteError:
+    return ResultsWriteError(err.errno, f"cannot write {path}: {err.strerror or err} ({free_space(path.parent)} "
+                                        f"free there); free some space or choose another --results-dir")
+
+
 def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> None:
-    """Write ``path`` via ``write(file)`` on a temporary sibling, fsync, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    """Write ``path`` via ``write(file)`` on a temporary sibling, fsync, then rename over ``path``.
+
+    A storage failure (disk full, quota, read-only, I/O) raises :class:`ResultsWriteError` naming ``path``.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    except OSError as err:
+        if err.errno in _STORAGE_ERRNOS:
+            raise _write_error(path, err) from None
+        raise
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide results from collaborators
         with os.fdopen(fd, mode) as handle:
@@ -41,8 +84,10 @@ def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> N
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError) and not isinstance(err, ResultsWriteError) and err.errno in _STORAGE_ERRNOS:
+            raise _write_error(path, err) from None
         raise
 
 
@@ -116,12 +161,13 @@ def atomic_write_json(path: Path, data: dict[str, Any]) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def _format(value: Any) -> Any:
+def _format(value: Any) -> str:
+    """A cell as the file holds it, so that rows in memory equal rows read back (the checkpoint compares them)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     if isinstance(value, float):
         return repr(value)  # round-trips exactly: eval.csv is compared bit for bit after a resume
-    return value
+    return str(value)
 
 
 class CsvLog:
@@ -129,22 +175,67 @@ class CsvLog:
 
     Columns are the union of the keys seen, in first-seen order (the first ones fixed by ``columns``).
     ``truncate(n)`` drops rows past ``n``: a resumed run cuts what was logged after its checkpoint.
+    An existing file that cannot be read as such a table (not text, a row of the wrong width, the fixed
+    columns missing) is not loaded: ``damage`` says what is wrong with it, naming the file, and the owner
+    decides (a resume restores it from the checkpoint's copy, ``state()``).
     """
 
     def __init__(self, path: Path, columns: tuple[str, ...] = ()):
         self.path = path
         self.columns: list[str] = list(columns)
         self.rows: list[dict[str, Any]] = []
+        self.damage: str | None = None
         if path.exists():
-            with open(path, newline="") as handle:
+            self._read(tuple(columns))
+
+    def _read(self, fixed: tuple[str, ...]) -> None:
+        try:
+            with open(self.path, newline="", encoding="utf-8") as handle:
                 reader = csv.DictReader(handle)
-                for name in reader.fieldnames or []:
-                    if name not in self.columns:
-                        self.columns.append(name)
-                self.rows = [dict(row) for row in reader]
+                header = list(reader.fieldnames or [])
+                rows = [dict(row) for row in reader]
+        except (UnicodeDecodeError, csv.Error, OSError) as err:
+            self.damage = f"{self.path} cannot be read as a CSV table ({type(err).__name__}: {err})"
+            return
+        missing = [name for name in fixed if name not in header]
+        if missing and (header or self.path.stat().st_size):
+            self.damage = f"{self.path} lacks column(s) {', '.join(missing)} (header {header[:8]})"
+            return
+        for number, row in enumerate(rows, start=2):
+            if None in row or None in row.values():
+                self.damage = f"{self.path} line {number} has {'more' if None in row else 'fewer'} fields " \
+                              f"than its header"
+                return
+        for name in header:
+            if name not in self.columns:
+                self.columns.append(name)
+        self.rows = rows
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def state(self) -> dict[str, Any]:
+        """What the file holds now (columns and rows as written), for a checkpoint to restore it from."""
+        return {"columns": list(self.columns), "rows": [dict(row) for row in self.rows]}
+
+    def disagreement(self, state: dict[str, Any]) -> str | None:
+        """Why the file's first rows are not the checkpoint's ``state`` (None when they are: later rows may
+        follow, logged after the checkpoint)."""
+        if self.damage:
+            return self.damage
+        saved = state["rows"]
+        if len(self.rows) < len(saved):
+            return f"{self.path} has {len(self.rows)} row(s), the checkpoint recorded {len(saved)}"
+        for index, (row, expected) in enumerate(zip(self.rows, saved)):
+            if any(row.get(key, "") != value for key, value in expected.items()):
+                return f"{self.path} row {index + 1} differs from what the checkpoint recorded"
+        return None
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Replace the rows (and columns) by a checkpoint's ``state``."""
+        self.columns = list(state["columns"])
+        self.rows = [dict(row) for row in state["rows"]]
+        self.damage = None
 
     def append(self, row: dict[str, Any]) -> None:
         for key in row:
