@@ -51,7 +51,7 @@ def _train(args: argparse.Namespace) -> int:
         if value is not None:
             overrides.setdefault(key, str(value))
     cfg = build_config(args.algo, args.config, overrides)
-    run_dir = train(cfg)
+    run_dir = train(cfg, resume_non_finite=args.resume_non_finite)
     print(run_dir)
     return 0
 
@@ -200,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--results-dir", dest="results_dir", help="root of the run files (default results/)")
     train.add_argument("--device", help="auto, cpu or cuda")
     train.add_argument("--config", help="a YAML file of config keys (overridden by key=value arguments)")
+    train.add_argument("--resume-non-finite", dest="resume_non_finite", action="store_true",
+                       help="resume a run that stopped on non-finite values from its last finite checkpoint "
+                            "(refused without this flag: on CPU it repeats the same computation)")
     train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. agent.lr=1e-3")
     train.set_defaults(func=_train)
 

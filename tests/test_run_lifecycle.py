@@ -366,3 +366,180 @@ def test_checkpoint_config_is_checked_and_restores_a_missing_config_yaml(referen
     assert "resuming from" in capsys.readouterr().err
     assert (run_dir / "config.yaml").read_bytes() == original
     assert (run_dir / "eval.csv").read_bytes() == (reference_run / "eval.csv").read_bytes()
+
+
+# --- run-file integrity (issue 14): logs are kept in the checkpoints and restored from them --------------------
+
+def test_rows_deleted_from_eval_csv_are_restored_on_resume(reference_run, tiny_sac_args, capsys):
+    run_dir = _interrupted_run(tiny_sac_args)
+    lines = (run_dir / "eval.csv").read_text().splitlines(keepends=True)
+    (run_dir / "eval.csv").write_text("".join(lines[:2]))  # header and the step-0 row: steps 1000, 2000 lost
+    capsys.readouterr()
+    assert main(["train", *tiny_sac_args]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: {run_dir / 'eval.csv'} has 1 row(s), the checkpoint recorded 3" in err
+    assert "restored its 3 row(s) from checkpoint step_0000002000.pt" in err
+    assert (run_dir / "eval.csv").read_bytes() == (reference_run / "eval.csv").read_bytes()
+
+
+def test_binary_junk_in_eval_csv_is_named_and_restored(reference_run, tiny_sac_args, capsys):
+    run_dir = _interrupted_run(tiny_sac_args)
+    (run_dir / "eval.csv").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00junk")
+    capsys.readouterr()
+    assert main(["train", *tiny_sac_args]) == 0
+    err = capsys.readouterr().err
+    assert f"{run_dir / 'eval.csv'} cannot be read as a CSV table" in err and "Traceback" not in err
+    assert (run_dir / "eval.csv").read_bytes() == (reference_run / "eval.csv").read_bytes()
+
+
+def test_edited_eval_csv_row_is_restored_on_resume(reference_run, tiny_sac_args, capsys):
+    run_dir = _interrupted_run(tiny_sac_args)
+    text = (run_dir / "eval.csv").read_text().splitlines(keepends=True)
+    text[2] = text[2].replace(",", ",9", 1)  # the step-1000 row's second cell changed by hand
+    (run_dir / "eval.csv").write_text("".join(text))
+    capsys.readouterr()
+    assert main(["train", *tiny_sac_args]) == 0
+    assert "eval.csv row 2 differs from what the checkpoint recorded" in capsys.readouterr().err
+    assert (run_dir / "eval.csv").read_bytes() == (reference_run / "eval.csv").read_bytes()
+
+
+def test_finished_run_with_a_deleted_log_is_restored_before_saying_finished(reference_run, tiny_sac_args, capsys):
+    assert main(["train", *tiny_sac_args]) == 0
+    run_dir = run_dir_of(tiny_sac_args)
+    (run_dir / "eval.csv").unlink()
+    capsys.readouterr()
+    assert main(["train", *tiny_sac_args]) == 0
+    err = capsys.readouterr().err
+    assert f"{run_dir / 'eval.csv'} is missing; restored it from the final checkpoint" in err
+    assert "already finished" in err
+    assert (run_dir / "eval.csv").read_bytes() == (reference_run / "eval.csv").read_bytes()
+
+
+def test_finished_run_with_a_deleted_log_and_no_checkpoint_is_not_finished(tiny_sac_args, capsys):
+    assert main(["train", *tiny_sac_args]) == 0
+    run_dir = run_dir_of(tiny_sac_args)
+    (run_dir / "eval.csv").unlink()
+    for path in (run_dir / "checkpoints").iterdir():
+        path.unlink()
+    capsys.readouterr()
+    assert main(["train", *tiny_sac_args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "already finished" not in err
+    assert f"marked finished but {run_dir / 'eval.csv'} is missing" in err
+
+
+def test_finished_run_without_config_yaml_refuses_another_config(tiny_sac_args, capsys):
+    assert main(["train", *tiny_sac_args]) == 0
+    run_dir = run_dir_of(tiny_sac_args)
+    original = (run_dir / "config.yaml").read_bytes()
+    (run_dir / "config.yaml").unlink()
+    capsys.readouterr()
+    assert main(["train", *tiny_sac_args, "agent.lr=0.001"]) == 2
+    err = capsys.readouterr().err
+    assert "finished run with another config (agent.lr: 0.0003 -> 0.001" in err and "already finished" not in err
+    assert main(["train", *tiny_sac_args]) == 0
+    assert "already finished" in capsys.readouterr().err
+    assert (run_dir / "config.yaml").read_bytes() == original
+
+
+def test_failure_while_building_leaves_nothing_that_refuses_the_corrected_command(tiny_sac_args, monkeypatch,
+                                                                                  capsys):
+    real_make_env = trainer_module.make_env
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated failure while building the environment")
+
+    monkeypatch.setattr(trainer_module, "make_env", broken)
+    with pytest.raises(RuntimeError, match="simulated failure"):
+        main(["train", *tiny_sac_args])
+    run_dir = run_dir_of(tiny_sac_args)
+    assert not (run_dir / "config.yaml").exists()
+    monkeypatch.setattr(trainer_module, "make_env", real_make_env)
+    capsys.readouterr()
+    assert main(["train", *tiny_sac_args, "eval_episodes=2"]) == 0  # another value: not refused
+    assert "another config" not in capsys.readouterr().err
+
+
+def test_non_finite_stop_resumes_only_when_asked(reference_run, tiny_sac_args, monkeypatch, capsys):
+    import torch
+
+    from algorithms.sac import agent as sac_agent
+
+    real_update = sac_agent.Agent.update
+
+    def poisoned(self, buffer):
+        metrics = real_update(self, buffer)
+        if self.num_updates == 700:  # after the step-2000 checkpoint, at a scheduled weight check
+            with torch.no_grad():
+                self.actor.net[0].weight[0, 0] = float("nan")
+        return metrics
+
+    monkeypatch.setattr(sac_agent.Agent, "update", poisoned)
+    assert main(["train", *tiny_sac_args]) == 2
+    run_dir = run_dir_of(tiny_sac_args)
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["status"] == "failed" and info["stop_reason"] == "non_finite"
+    monkeypatch.setattr(sac_agent.Agent, "update", real_update)
+    capsys.readouterr()
+    assert main(["train", *tiny_sac_args]) == 2  # the same command would repeat the same NaN: refused
+    err = capsys.readouterr().err
+    assert "stopped on non-finite values" in err and "--resume-non-finite" in err
+    assert main(["train", *tiny_sac_args, "--resume-non-finite"]) == 0
+    assert "step_0000002000.pt" in capsys.readouterr().err  # the last finite checkpoint
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
+    # the bug fixed (here: the poisoned update removed), the resumed run is the uninterrupted one
+    assert (run_dir / "eval.csv").read_bytes() == (reference_run / "eval.csv").read_bytes()
+
+
+def test_disk_full_is_one_message_naming_the_file_and_free_space(tiny_sac_args, monkeypatch, capsys):
+    import errno
+
+    real_fsync = os.fsync
+    calls = {"n": 0}
+
+    def full_after_a_while(fd):
+        calls["n"] += 1
+        if calls["n"] > 6:  # past set-up: the disk fills during training
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full_after_a_while)
+    assert main(["train", *tiny_sac_args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "cannot write " + str(run_dir_of(tiny_sac_args)) in err and "No space left on device" in err
+    assert " free there" in err and "--results-dir" in err
+    assert not list(run_dir_of(tiny_sac_args).rglob("*.tmp"))  # no half-written temporary left behind
+
+
+def _mount_tiny_tmpfs_works() -> str | None:
+    """None when this process may mount a tmpfs in a private user+mount namespace, else why not."""
+    if sys.platform != "linux":
+        return "tmpfs mounts are Linux only"
+    try:
+        probe = subprocess.run(["unshare", "-r", "-m", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt && echo ok"],
+                               capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return f"unshare is not usable here ({err})"
+    if probe.stdout.strip() != "ok":
+        return f"mounting a tmpfs in a user namespace is not allowed here: {probe.stderr.strip()[:200]}"
+    return None
+
+
+def test_full_tmpfs_gives_one_message(tmp_path):
+    why_not = _mount_tiny_tmpfs_works()
+    if why_not:
+        pytest.skip(why_not)
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    # 200 KiB: room for the first checkpoint (~125 KiB), not for the second beside it
+    command = (f"mount -t tmpfs -o size=200k tmpfs {mount} && exec {sys.executable} -m algorithms.cli train "
+               f"--algo sac --task cartpole-balance --seed 3 --steps 3000 --results-dir {mount} seed_steps=500 "
+               "eval_every=1000 eval_episodes=1 checkpoint_every=1000 hidden_dim=32 batch_size=32 progress=false "
+               "log_every=500 threads=1")
+    result = subprocess.run(["unshare", "-r", "-m", "sh", "-c", command], capture_output=True, text=True,
+                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=600)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("mbdpo-bench: error:")]
+    assert len(lines) == 1 and "cannot write" in lines[0] and "free there" in lines[0], result.stderr[-2000:]

@@ -52,6 +52,10 @@ PARAMETER_CHECK_EVERY = 100
 """Updates between checks that every weight is finite (also checked before each checkpoint)."""
 
 
+NON_FINITE_STOP = "non_finite"
+"""run.json's ``stop_reason`` after a NonFiniteLossError: the same command then refuses to resume unless asked."""
+
+
 class RunInterrupted(Exception):
     """SIGTERM (e.g. a scheduler's time limit) arrived; the last checkpoint is where the run resumes."""
 
@@ -177,6 +181,20 @@ def non_finite_tensor(agent: Agent) -> str | None:
     return None
 
 
+def non_finite_in_state(state: dict[str, Any]) -> str | None:
+    """Why a loaded checkpoint must not be resumed from (a non-finite agent tensor), or None."""
+    stack: list[Any] = [state["agent"]]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            stack += list(value.values())
+        elif isinstance(value, (list, tuple)):
+            stack += list(value)
+        elif isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            return "holds non-finite weights"
+    return None
+
+
 def check_finite(metrics: dict[str, float], env_step: int, updates: int, agent: Agent | None = None) -> None:
     """Stop the run (NonFiniteLossError) on a NaN or inf metric of the last update or, given ``agent``, weight.
 
@@ -267,7 +285,7 @@ class OnlineTrainer:
         self.last_eval_return: float | None = None
         self.last_metrics: dict[str, float] = {}  # the latest update's, for a non-finite weight's message
         self.run_info: dict[str, Any] = {}
-        self.sinks = make_sinks(cfg.loggers, run_dir, f"{cfg.run_name}-{self.spec.name}-{cfg.seed}", to_dict(cfg))
+        self.sinks: list = []  # created in run(): nothing is written to the run folder before the agent builds
 
     # --- bookkeeping ---------------------------------------------------------------------------------------
     @property
@@ -285,8 +303,12 @@ class OnlineTrainer:
         })
         runfiles.atomic_write_json(self.run_dir / "run.json", self.run_info)
 
+    @property
+    def logs(self) -> dict[str, runfiles.CsvLog]:
+        return {"eval": self.eval_log, "train": self.train_log, "episodes": self.episode_log}
+
     def flush_logs(self) -> None:
-        for log in (self.eval_log, self.train_log, self.episode_log):
+        for log in self.logs.values():
             log.flush()
 
     def save_checkpoint(self) -> None:
@@ -296,8 +318,9 @@ class OnlineTrainer:
         state = {
             "counters": dict(self.counters), "agent": self.agent.state_dict(), "buffer": self.buffer.state_dict(),
             "rng": rng_state(), "action_rng": self.action_rng.bit_generator.state,
-            "csv_rows": {"eval": len(self.eval_log), "train": len(self.train_log),
-                         "episodes": len(self.episode_log)},
+            "csv_rows": {name: len(log) for name, log in self.logs.items()},
+            # what the logs held: a resume restores a log that was damaged or cut since (run-file integrity)
+            "logs": {name: log.state() for name, log in self.logs.items()},
             "metrics": self.metrics.state(), "timing": self.timing.state(), "wall_time_s": self.wall_time,
             "config": to_dict(self.cfg),
         }
@@ -312,25 +335,48 @@ class OnlineTrainer:
                 f"{self.run_dir} holds a run with another config ({'; '.join(diffs)}; recorded in checkpoint "
                 f"{path.name}); use another --results-dir or name=..., or delete that folder")
 
-    def restore_config_file(self, config: dict[str, Any]) -> None:
-        """Write config.yaml from ``config`` if the run folder lacks it (prepare_run_dir left it to us)."""
+    def restore_config_file(self, config: dict[str, Any], from_checkpoint: bool) -> None:
+        """Write config.yaml from ``config`` if the run folder lacks it (a new run, or one that lost the file)."""
         config_file = self.run_dir / "config.yaml"
         if not config_file.exists():
             runfiles.atomic_write_text(config_file, dump_yaml(config))
-            print(f"note: {config_file} was missing; written from the config the run was trained with",
-                  file=sys.stderr)
+            if from_checkpoint:
+                print(f"note: {config_file} was missing; written from the config the run was trained with",
+                      file=sys.stderr)
+
+    def reconcile_logs(self, state: dict[str, Any], path: Path) -> None:
+        """Cut each log back to what checkpoint ``path`` recorded, or restore it from there when the file lost
+        rows, changed or cannot be read (saying so, naming the file)."""
+        saved = state.get("logs")
+        for name, log in self.logs.items():
+            if saved is None:  # a checkpoint from before logs were kept in it: only row counts to check
+                rows = state["csv_rows"][name]
+                if log.damage or len(log) < rows:
+                    problem = log.damage or f"{log.path} has {len(log)} row(s), checkpoint {path.name} recorded {rows}"
+                    raise RunError(f"{problem}; this older checkpoint holds no copy to restore it from: move "
+                                   f"{log.path.name} back, or delete {self.run_dir} to start over")
+                log.truncate(rows)
+                continue
+            problem = log.disagreement(saved[name])
+            if problem is None:
+                log.truncate(len(saved[name]["rows"]))
+                continue
+            log.restore(saved[name])
+            log.flush()
+            print(f"warning: {problem}; restored its {len(log)} row(s) from checkpoint {path.name} (later rows are "
+                  "written again as the run resumes)", file=sys.stderr)
 
     def resume(self) -> bool:
         """Continue from the newest usable checkpoint; archive stale files when there is none."""
-        state, path, problems = self.checkpoints.load_latest()
+        state, path, problems = self.checkpoints.load_latest(reject=non_finite_in_state)
         for problem in problems:
             print(f"warning: {problem}; falling back to an older checkpoint", file=sys.stderr)
         if state is not None:
             self.check_config(state["config"], path)  # before anything is loaded or truncated
-        self.restore_config_file(state["config"] if state is not None else to_dict(self.cfg))
+        self.restore_config_file(state["config"] if state is not None else to_dict(self.cfg), state is not None)
         if state is None:
             stale = [self.eval_log, self.train_log, self.episode_log]
-            if any(len(log) for log in stale) or problems:
+            if any(len(log) or log.damage for log in stale) or problems:
                 archive = self.run_dir / "restarts" / time.strftime("%Y%m%d-%H%M%S")
                 archive.mkdir(parents=True, exist_ok=True)
                 for name in ("eval.csv", "train.csv", "episodes.csv", "run.json", "checkpoints"):
@@ -339,7 +385,7 @@ class OnlineTrainer:
                 print(f"warning: no usable checkpoint; starting over (earlier files kept in {archive})",
                       file=sys.stderr)
                 for log in stale:
-                    log.truncate(0)
+                    log.restore({"columns": log.columns, "rows": []})
             return False
         self.agent.load_state_dict(state["agent"])
         self.buffer.load_state_dict(state["buffer"])
@@ -349,10 +395,7 @@ class OnlineTrainer:
         self.metrics.load(state["metrics"])
         self.timing.load(state["timing"])
         self.elapsed_before = state["wall_time_s"]
-        rows = state["csv_rows"]
-        self.eval_log.truncate(rows["eval"])
-        self.train_log.truncate(rows["train"])
-        self.episode_log.truncate(rows["episodes"])
+        self.reconcile_logs(state, path)
         if self.eval_log.rows:
             self.last_eval_return = float(self.eval_log.rows[-1]["episode_return"])
         print(f"resuming from {path} at env step {self.counters['env_step']}", file=sys.stderr)
@@ -360,6 +403,8 @@ class OnlineTrainer:
 
     # --- the loop ------------------------------------------------------------------------------------------
     def evaluate(self) -> None:
+        # weights checked first: a policy of NaNs would fail inside the evaluation with a less useful message
+        check_finite(self.last_metrics, self.counters["env_step"], self.counters["updates"], self.agent)
         index = self.counters["evaluations"]
         result = evaluate_policy(self.agent, self.eval_env, self.cfg.eval_episodes,
                                  lambda k: derived_seed(self.cfg.seed, EVAL_EPISODES, index, k))
@@ -437,6 +482,8 @@ class OnlineTrainer:
     def run(self) -> Path:
         c, schedule = self.counters, self.schedule
         resumed = self.resume()
+        self.sinks = make_sinks(self.cfg.loggers, self.run_dir, f"{self.cfg.run_name}-{self.spec.name}-{self.cfg.seed}",
+                                to_dict(self.cfg))
         self.write_run_info("running", started_at=runfiles.now(), resumed=resumed,
                             git_commit=runfiles.git_commit(), versions=runfiles.package_versions(),
                             **runfiles.host_info())
@@ -445,21 +492,22 @@ class OnlineTrainer:
                   desc=f"{self.cfg.algo} {self.spec.name} s{self.cfg.seed}") as progress:
             last_checkpoint_step = c["env_step"] if resumed else -1
             while True:  # each pass is one episode boundary
-                if c["env_step"] >= c["next_checkpoint"] and c["env_step"] != last_checkpoint_step:
-                    c["next_checkpoint"] += schedule.checkpoint_every
-                    self.save_checkpoint()
-                    last_checkpoint_step = c["env_step"]
                 finished = c["env_step"] >= schedule.total
                 if c["env_step"] >= c["next_eval"] or finished:
                     c["next_eval"] = max(c["next_eval"], c["env_step"] - c["env_step"] % schedule.eval_every)
                     c["next_eval"] += schedule.eval_every
                     self.evaluate()
                     progress.set_postfix(eval_return=f"{self.last_eval_return:.1f}")
+                # after the evaluation of this step, so that a checkpoint (the last one above all) holds its row
+                due = c["env_step"] >= c["next_checkpoint"]
+                if (due or finished) and c["env_step"] != last_checkpoint_step:
+                    if due:
+                        c["next_checkpoint"] += schedule.checkpoint_every
+                    self.save_checkpoint()
+                    last_checkpoint_step = c["env_step"]
                 if finished:
                     break
                 self.run_episode(progress)
-        if c["env_step"] != last_checkpoint_step:
-            self.save_checkpoint()
         self.flush_logs()
         self.write_run_info("finished", finished_at=runfiles.now())
         for sink in self.sinks:
@@ -476,8 +524,8 @@ def make_run_dir(cfg: RunConfig) -> Path:
         probe.write_text("")
         probe.unlink()
     except OSError as err:
-        raise RunError(f"results folder {cfg.results_dir!r} is not writable ({err.strerror}: {err.filename}); "
-                       "choose another with --results-dir") from None
+        raise RunError(f"results folder {cfg.results_dir!r} is not writable ({err.strerror}: {err.filename}; "
+                       f"{runfiles.free_space(run_dir)} free there); choose another with --results-dir") from None
     return run_dir
 
 
@@ -492,8 +540,19 @@ def lock_run_dir(run_dir: Path) -> runfiles.RunLock:
     return lock
 
 
-def prepare_run_dir(cfg: RunConfig) -> tuple[Path, bool]:
-    """The run's folder, checked writable and consistent with an earlier run there; True if already finished."""
+def _run_info(run_dir: Path) -> dict[str, Any]:
+    """run.json's contents, or {} when absent or unreadable (it is written atomically, so never half-written)."""
+    try:
+        return json.loads((run_dir / "run.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def prepare_run_dir(cfg: RunConfig, resume_non_finite: bool = False) -> tuple[Path, bool]:
+    """The run's folder, checked writable and consistent with an earlier run there; True if already finished.
+
+    Nothing is written here: config.yaml is written once the agent has been built (OnlineTrainer.resume).
+    """
     run_dir = make_run_dir(cfg)
     config_file = run_dir / "config.yaml"
     new = to_dict(cfg)
@@ -504,18 +563,67 @@ def prepare_run_dir(cfg: RunConfig) -> tuple[Path, bool]:
         if diffs:
             raise RunError(f"{run_dir} holds a run with another config ({'; '.join(diffs)}); "
                            "use another --results-dir or name=..., or delete that folder")
-    info_file = run_dir / "run.json"
-    if info_file.exists():
-        try:
-            if json.loads(info_file.read_text()).get("status") == "finished":
-                return run_dir, True
-        except json.JSONDecodeError:
-            pass  # a run.json is always written atomically; an unreadable one is treated as absent
-    if config_file.exists() or not CheckpointManager(run_dir / "checkpoints").checkpoints():
-        runfiles.atomic_write_text(config_file, dump_yaml(cfg))
-    # else config.yaml is gone but a checkpoint holds the config that trained: the trainer compares the two on
-    # resume and restores config.yaml from the checkpoint, so that the file records what trained
+    info = _run_info(run_dir)
+    if info.get("status") == "finished":
+        return run_dir, True
+    if info.get("stop_reason") == NON_FINITE_STOP and not resume_non_finite:
+        raise RunError(f"{run_dir} stopped on non-finite values ({info.get('error', 'no message recorded')}). "
+                       "Resuming would repeat the same computation from its last finite checkpoint; to do so anyway "
+                       "(e.g. after changing the code, or on a GPU, which is not bit for bit) add --resume-non-finite; "
+                       "to change a hyper-parameter use another name=... or --results-dir")
+    # When config.yaml is gone but a checkpoint holds the config that trained, the trainer compares the two on
+    # resume and restores config.yaml from the checkpoint, so that the file records what trained.
     return run_dir, False
+
+
+def check_finished_run(cfg: RunConfig, run_dir: Path) -> None:
+    """Before a run is reported finished: its config is the one asked for and its files are whole.
+
+    The final checkpoint holds a copy of every log: a log that was deleted, cut, edited or damaged since is
+    restored from it, and a missing config.yaml is rewritten from it (each said on stderr). Without that
+    checkpoint (e.g. deleted to save space) a missing or unreadable log is a RunError naming the file.
+    """
+    info = _run_info(run_dir)
+    state, path, _ = CheckpointManager(run_dir / "checkpoints").load_latest()
+    total = info.get("total_env_steps")
+    if state is not None and total is not None and state["counters"]["env_step"] < total:
+        state = None  # not the final checkpoint: it cannot vouch for the finished logs
+    config_file = run_dir / "config.yaml"
+    asked = to_dict(cfg)
+    if state is not None:
+        diffs = _differences(_semantic(state["config"]), _semantic(asked))
+        if diffs:
+            raise ConfigMismatchError(f"{run_dir} holds a finished run with another config ({'; '.join(diffs)}; "
+                                      f"recorded in checkpoint {path.name}); use another --results-dir or name=...")
+    elif not config_file.exists() and info.get("config_hash") not in (None, config_hash(cfg)):
+        raise ConfigMismatchError(f"{run_dir} holds a finished run with another config (config_hash "
+                                  f"{info.get('config_hash')} in run.json, {config_hash(cfg)} asked; its config.yaml "
+                                  "is missing); use another --results-dir or name=...")
+    if not config_file.exists():
+        runfiles.atomic_write_text(config_file, dump_yaml(state["config"] if state is not None else asked))
+        print(f"note: {config_file} was missing; written from the "
+              f"{'final checkpoint' if state is not None else 'config asked for (run.json has the same hash)'}",
+              file=sys.stderr)
+    saved = state.get("logs") if state is not None else None
+    for name, columns in (("eval", EVAL_COLUMNS), ("train", TRAIN_COLUMNS), ("episodes", EPISODE_COLUMNS)):
+        log = runfiles.CsvLog(run_dir / f"{name}.csv", columns)
+        if saved is not None:
+            problem = log.disagreement(saved[name]) if log.path.exists() else f"{log.path} is missing"
+            if problem is None and len(log) != len(saved[name]["rows"]):
+                problem = f"{log.path} has {len(log)} row(s), the final checkpoint recorded {len(saved[name]['rows'])}"
+            if problem is not None:
+                log.restore(saved[name])
+                log.flush()
+                print(f"warning: {problem}; restored it from the final checkpoint {path.name}", file=sys.stderr)
+            continue
+        problem = log.damage or (None if log.path.exists() else f"{log.path} is missing")
+        if problem is None and name == "eval":
+            last = int(float(log.rows[-1]["step"])) if log.rows else None
+            if total is not None and (last is None or last < total):
+                problem = f"{log.path} ends at step {last}, before the run's {total} steps"
+        if problem is not None:
+            raise RunError(f"{run_dir} is marked finished but {problem}, and it has no final checkpoint to restore "
+                           "it from; move that folder away (or delete it) and run the command again")
 
 
 def _raise_interrupt(signum, frame):  # noqa: ARG001
@@ -539,11 +647,14 @@ def _mark_interrupted(run_dir: Path, trainer: OnlineTrainer | None) -> None:
         runfiles.atomic_write_json(info_file, info)
 
 
-def train(cfg: RunConfig) -> Path:
+def train(cfg: RunConfig, resume_non_finite: bool = False) -> Path:
     """Run (or resume, or skip if finished) one configured run; returns its folder.
 
     The run folder is locked for the life of the process, temporary files an interrupted write left there are
-    removed first, and SIGTERM or SIGINT at any point leaves run.json with status ``interrupted``.
+    removed first, and SIGTERM or SIGINT at any point leaves run.json with status ``interrupted``. A finished
+    run's files are checked (and restored from its final checkpoint) before it is reported finished. A run that
+    stopped on non-finite values resumes from its last finite checkpoint only with ``resume_non_finite``.
+    A storage failure (disk full, read-only, quota) is a RunError naming the file and the free space.
     """
     # From the first moment, so that a scheduler's SIGTERM during set-up is reported like one during training.
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -557,8 +668,9 @@ def train(cfg: RunConfig) -> Path:
         if stale:
             print(f"warning: removed {len(stale)} temporary file(s) an interrupted write left in {run_dir}: "
                   f"{', '.join(str(p.relative_to(run_dir)) for p in stale)}", file=sys.stderr)
-        run_dir, finished = prepare_run_dir(cfg)
+        run_dir, finished = prepare_run_dir(cfg, resume_non_finite)
         if finished:
+            check_finished_run(cfg, run_dir)
             print(f"{run_dir} already finished; nothing to do", file=sys.stderr)
             return run_dir
         trainer = OnlineTrainer(cfg, run_dir)
@@ -569,9 +681,17 @@ def train(cfg: RunConfig) -> Path:
         raise
     except ConfigMismatchError:
         raise  # only this request was refused: the run and its run.json stay as they were
+    except runfiles.ResultsWriteError as err:
+        if trainer is not None:
+            try:
+                trainer.write_run_info("failed", error=str(err))
+            except OSError:
+                pass  # the same full disk; the message below says what happened
+        raise RunError(str(err)) from None
     except Exception as err:
         if trainer is not None:
-            trainer.write_run_info("failed", error=f"{type(err).__name__}: {err}")
+            extra = {"stop_reason": NON_FINITE_STOP} if isinstance(err, NonFiniteLossError) else {}
+            trainer.write_run_info("failed", error=f"{type(err).__name__}: {err}", **extra)
         raise
     finally:
         if lock is not None:
