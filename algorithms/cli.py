@@ -94,6 +94,11 @@ def _analyze(args: argparse.Namespace) -> int:
         runs = "results/runs"
     algorithms = [a for a in args.algorithms.split(",") if a] if args.algorithms else None
     step_units = parse_step_units(args.step_units)  # validated before anything is read
+    out = Path(args.out)
+    blocking = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise AnalysisInputError(f"--out {args.out!r}: {str(blocking)!r} is a file, not a folder; give a folder "
+                                 "(it is made if missing) where tables/ and figures/ can be written")
     pairs = parse_pairs([p for item in args.efficiency for p in item.split(",") if p]) if args.efficiency else None
     options = dict(at_step=args.at_step, algorithms=algorithms, candidate=args.candidate, reps=args.reps,
                    seed=args.seed, per_task=not args.no_per_task, efficiency=pairs)

@@ -117,6 +117,19 @@ def test_cli_analyze_missing_input_is_one_clear_error(tmp_path, capsys):
     assert str(missing) in err and "does not exist" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("where", ["out", "parent"])
+def test_cli_analyze_out_naming_a_file_is_one_clear_error(tmp_path, capsys, where):
+    published = tmp_path / "published"
+    synthetic.write_published(published, synthetic.curves(["tdmpc2"], ["cartpole-balance"], points=3))
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a folder")
+    out = a_file if where == "out" else a_file / "analysis"
+    assert main(["analyze", "--published", str(published), "--out", str(out), "--reps", "50"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{str(a_file)!r} is a file, not a folder" in err and "Traceback" not in err
+    assert a_file.read_text() == "not a folder"
+
+
 # ------------------------------------------------------------------------------------------------------ figures
 
 def _values(grid):
