@@ -9,6 +9,7 @@
     mbdpo-bench doctor [--json]                      (installed versions, known-bad combinations)
     mbdpo-bench collect RUN_DIR [RUN_DIR ...] --out PATH [--from buffer|policy] [--episodes N] [--noise STD]
     mbdpo-bench dataset info PATH [--verify] [--json] (tasks, episodes, transitions, returns per task)
+    mbdpo-bench dataset import-tdmpc2 SRC_DIR --out PATH --task-set mt30|mt80 [--dims TASK=OBS:ACTION,...]
 """
 
 from __future__ import annotations
@@ -217,6 +218,16 @@ def _dataset_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dataset_import_tdmpc2(args: argparse.Namespace) -> int:
+    from offline.tdmpc2_import import import_tdmpc2, parse_dims
+
+    manifest = import_tdmpc2(args.src_dir, args.out, args.task_set, dims=parse_dims(args.dims))
+    with_data = sum(1 for n in manifest["episodes"] if n)
+    print(f"wrote {args.out}: {args.task_set} ({with_data} of {len(manifest['tasks'])} tasks with data), "
+          f"{sum(manifest['episodes'])} episodes, {sum(manifest['transitions'])} transitions")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from algorithms.registry import ALGORITHMS
 
@@ -301,13 +312,21 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--device", default="cpu", help="policy: device of the agent (auto, cpu, cuda)")
     collect.set_defaults(func=_collect)
 
-    dataset = sub.add_parser("dataset", help="offline datasets: info")
+    dataset = sub.add_parser("dataset", help="offline datasets: info, import-tdmpc2")
     dataset_sub = dataset.add_subparsers(dest="dataset_command", required=True)
     info = dataset_sub.add_parser("info", help="tasks, episodes, transitions and returns per task")
     info.add_argument("path", help="a dataset folder (mbdpo-bench collect --out)")
     info.add_argument("--verify", action="store_true", help="check every file's SHA-256 and read every episode")
     info.add_argument("--json", action="store_true")
     info.set_defaults(func=_dataset_info)
+    imp = dataset_sub.add_parser("import-tdmpc2", help="TD-MPC2's released mt30/mt80 chunk_*.pt files (a local "
+                                                       "folder; never downloaded) into the native format")
+    imp.add_argument("src_dir", help="folder of chunk_*.pt files")
+    imp.add_argument("--out", required=True, help="the dataset folder to write (must not exist)")
+    imp.add_argument("--task-set", dest="task_set", required=True, choices=("mt30", "mt80"))
+    imp.add_argument("--dims", help="real sizes of tasks whose environment is not available here: "
+                                    "TASK=OBS:ACTION,... or a JSON file {task: [obs, action]}")
+    imp.set_defaults(func=_dataset_import_tdmpc2)
     return parser
 
 

@@ -222,6 +222,14 @@ class DatasetWriter:
                     "mbdpo_harness_version": harness_version(), "mbdpo_task": name, "mbdpo_task_id": task_id,
                     "mbdpo_tasks": self.tasks})
 
+    def set_task_dims(self, task: str | int, obs_dim: int, action_dim: int) -> None:
+        """Record a task's sizes once they are known (an importer learns them from the first episode of a task);
+        only while the task has no episode yet, since its Minari spaces are fixed by the first ones."""
+        task_id = task if isinstance(task, int) else self.tasks.index(task)
+        if task_id in self._datasets:
+            raise DatasetError(f"task {self.tasks[task_id]} has episodes already; its sizes are fixed")
+        self.obs_dims[task_id], self.action_dims[task_id] = int(obs_dim), int(action_dim)
+
     def abort(self) -> None:
         self._closed = True
         shutil.rmtree(self._tmp, ignore_errors=True)
