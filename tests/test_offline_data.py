@@ -306,3 +306,13 @@ def test_tdmpc2_import_errors(dataset, tmp_path, capsys):
         from offline.tdmpc2_import import import_tdmpc2
 
         import_tdmpc2(tmp_path, tmp_path / "o4", "mt30")
+
+
+def test_offline_sampling_benchmark():
+    from tests.test_benchmarks import run_benchmark
+
+    records = run_benchmark("offline_sampling.py", "--tasks", "2", "--episodes", "2", "--length", "20", "--batch",
+                            "16", "--steps", "1", "--repeats", "2")
+    by_metric = {r["metric"]: r for r in records}
+    assert set(by_metric) == {"cache_samples_per_s", "minari_samples_per_s", "speedup"}
+    assert by_metric["speedup"]["horizon"] == 3 and by_metric["cache_samples_per_s"]["transitions"] == 80
