@@ -316,3 +316,11 @@ def test_offline_sampling_benchmark():
     by_metric = {r["metric"]: r for r in records}
     assert set(by_metric) == {"cache_samples_per_s", "minari_samples_per_s", "speedup"}
     assert by_metric["speedup"]["horizon"] == 3 and by_metric["cache_samples_per_s"]["transitions"] == 80
+
+
+def test_collect_newest_buffer_episodes(runs, tmp_path):
+    assert main(["collect", str(runs["cartpole-balance"]), "--episodes", "1", "--out", str(tmp_path / "one")]) == 0
+    _, episodes = read_dataset(tmp_path / "one")
+    _, _, expected = _buffer_episodes(runs["cartpole-balance"])
+    assert len(episodes["cartpole-balance"]) == 1
+    np.testing.assert_array_equal(episodes["cartpole-balance"][0].obs, expected[-1].obs)
