@@ -7,6 +7,9 @@
     mbdpo-bench analyze [--runs DIR] [--published DIR] [--at-step N] --out OUT   (tables and figures)
                         [--step-unit mbdpo=env] [--both-units] [--efficiency mbdpo:tdmpc2]
     mbdpo-bench doctor [--json]                      (installed versions, known-bad combinations)
+    mbdpo-bench collect RUN_DIR [RUN_DIR ...] --out PATH [--from buffer|policy] [--episodes N] [--noise STD]
+    mbdpo-bench dataset info PATH [--verify] [--json] (tasks, episodes, transitions, returns per task)
+    mbdpo-bench dataset import-tdmpc2 SRC_DIR --out PATH --task-set mt30|mt80 [--dims TASK=OBS:ACTION,...]
 """
 
 from __future__ import annotations
@@ -184,6 +187,52 @@ def _doctor(args: argparse.Namespace) -> int:
     return 0
 
 
+def _collect(args: argparse.Namespace) -> int:
+    from offline.collect import collect
+
+    manifest = collect(args.run_dirs, args.out, source=args.source, episodes=args.episodes, noise_std=args.noise,
+                       seed=args.seed, device=args.device)
+    print(f"wrote {args.out}: {len(manifest['tasks'])} task(s), {sum(manifest['episodes'])} episodes, "
+          f"{sum(manifest['transitions'])} transitions from {len(manifest['runs'])} run(s)")
+    return 0
+
+
+def _dataset_info(args: argparse.Namespace) -> int:
+    from offline.dataset import dataset_info
+
+    info = dataset_info(args.path, verify=args.verify)
+    if args.json:
+        json.dump(info, sys.stdout, indent=1)
+        print()
+        return 0
+
+    def number(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1f}"
+
+    print(f"{info['path']}: format {info['format_version']}, harness {info['harness_version']}, "
+          f"source {info['source']}, created {info['created']}, {info['runs']} collecting run(s)")
+    header = ("id", "task", "obs", "action", "episodes", "transitions", "return_mean", "return_min", "return_max")
+    rows = [(str(r["task_id"]), r["task"], str(r["obs_dim"]), str(r["action_dim"]), str(r["episodes"]),
+             str(r["transitions"]), number(r["return_mean"]), number(r["return_min"]), number(r["return_max"]))
+            for r in info["tasks"]]
+    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
+    for row in (header, *rows):
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    print(f"{len(rows)} tasks, {info['episodes']} episodes, {info['transitions']} transitions"
+          + (" (every file verified)" if args.verify else ""))
+    return 0
+
+
+def _dataset_import_tdmpc2(args: argparse.Namespace) -> int:
+    from offline.tdmpc2_import import import_tdmpc2, parse_dims
+
+    manifest = import_tdmpc2(args.src_dir, args.out, args.task_set, dims=parse_dims(args.dims))
+    with_data = sum(1 for n in manifest["episodes"] if n)
+    print(f"wrote {args.out}: {args.task_set} ({with_data} of {len(manifest['tasks'])} tasks with data), "
+          f"{sum(manifest['episodes'])} episodes, {sum(manifest['transitions'])} transitions")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from algorithms.registry import ALGORITHMS
 
@@ -258,6 +307,34 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", help="installed versions, tasks available here, known-bad combinations")
     doctor.add_argument("--json", action="store_true")
     doctor.set_defaults(func=_doctor)
+
+    collect = sub.add_parser("collect", help="an offline multi-task dataset from runs' replay buffers or policies")
+    collect.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders results/runs/{name}/{task}/{seed}")
+    collect.add_argument("--out", required=True, help="the dataset folder to write (must not exist)")
+    collect.add_argument("--from", dest="source", choices=("buffer", "policy"), default="buffer",
+                         help="buffer: the newest checkpoint's replay buffer; policy: roll out its policy")
+    collect.add_argument("--episodes", type=int, help="policy: episodes per run (default 10); buffer: at most this "
+                                                      "many of the newest whole episodes (default all)")
+    collect.add_argument("--noise", type=float, default=0.0, help="policy: std of the Gaussian action noise")
+    collect.add_argument("--seed", type=int, default=0, help="policy: seed of the rollouts and the noise")
+    collect.add_argument("--device", default="cpu", help="policy: device of the agent (auto, cpu, cuda)")
+    collect.set_defaults(func=_collect)
+
+    dataset = sub.add_parser("dataset", help="offline datasets: info, import-tdmpc2")
+    dataset_sub = dataset.add_subparsers(dest="dataset_command", required=True)
+    info = dataset_sub.add_parser("info", help="tasks, episodes, transitions and returns per task")
+    info.add_argument("path", help="a dataset folder (mbdpo-bench collect --out)")
+    info.add_argument("--verify", action="store_true", help="check every file's SHA-256 and read every episode")
+    info.add_argument("--json", action="store_true")
+    info.set_defaults(func=_dataset_info)
+    imp = dataset_sub.add_parser("import-tdmpc2", help="TD-MPC2's released mt30/mt80 chunk_*.pt files (a local "
+                                                       "folder; never downloaded) into the native format")
+    imp.add_argument("src_dir", help="folder of chunk_*.pt files")
+    imp.add_argument("--out", required=True, help="the dataset folder to write (must not exist)")
+    imp.add_argument("--task-set", dest="task_set", required=True, choices=("mt30", "mt80"))
+    imp.add_argument("--dims", help="real sizes of tasks whose environment is not available here: "
+                                    "TASK=OBS:ACTION,... or a JSON file {task: [obs, action]}")
+    imp.set_defaults(func=_dataset_import_tdmpc2)
     return parser
 
 
@@ -267,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     from algorithms.common.trainer import NonFiniteLossError, RunError, RunInterrupted
     from analysis import AnalysisInputError
     from envs import SuiteNotInstalledError, UnknownTaskError
+    from offline.dataset import DatasetError
 
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -278,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ConfigError, RunError, CheckpointError, SuiteNotInstalledError, UnknownTaskError,
-            NonFiniteLossError, AnalysisInputError) as err:
+            NonFiniteLossError, AnalysisInputError, DatasetError) as err:
         print(f"mbdpo-bench: error: {err}", file=sys.stderr)
         return 2
     except RunInterrupted:
