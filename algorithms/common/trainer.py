@@ -83,10 +83,15 @@ def build_config(algo: str | None = None, config_file: str | None = None,
 
 def validate(cfg: RunConfig) -> None:
     get_algorithm(cfg.algo)
-    try:
-        get_task(cfg.task, cfg.obs)
-    except (KeyError, ValueError) as err:
-        raise ConfigError(str(err)) from None
+    if cfg.is_offline:
+        from algorithms.common.offline_trainer import validate_offline
+
+        validate_offline(cfg)
+    else:
+        try:
+            get_task(cfg.task, cfg.obs)
+        except (KeyError, ValueError) as err:
+            raise ConfigError(str(err)) from None
     for key in ("steps", "eval_every", "checkpoint_every", "seed_steps"):
         value = getattr(cfg, key)
         if value is not None and value <= 0:
@@ -122,6 +127,9 @@ class Schedule:
 
 
 def run_dir_for(cfg: RunConfig) -> Path:
+    """``{results_dir}/runs/{name}/{task}/{seed}``; an offline run's task folder is its dataset's folder name."""
+    if cfg.is_offline:
+        return Path(cfg.results_dir) / "runs" / cfg.run_name / Path(cfg.offline.dataset).resolve().name / str(cfg.seed)
     spec = get_task(cfg.task, cfg.obs)
     return Path(cfg.results_dir) / "runs" / cfg.run_name / spec.name / str(cfg.seed)
 
@@ -285,23 +293,38 @@ class OnlineTrainer:
         })
         runfiles.atomic_write_json(self.run_dir / "run.json", self.run_info)
 
+    # Hooks the offline trainer (algorithms/common/offline_trainer.py) overrides; the life cycle is shared.
+    step_key = "env_step"
+    """The counter that names checkpoints and schedules the run (env steps here, gradient updates offline)."""
+
+    def logs(self) -> dict[str, runfiles.CsvLog]:
+        """The run's CSV logs by checkpoint name (``csv_rows``), each cut back to its row count on resume."""
+        return {"eval": self.eval_log, "train": self.train_log, "episodes": self.episode_log}
+
+    def sampler_state(self) -> dict[str, Any]:
+        """Checkpoint entries beside agent, counters, logs and RNGs: what the updates sample from."""
+        return {"buffer": self.buffer.state_dict(), "action_rng": self.action_rng.bit_generator.state}
+
+    def load_sampler_state(self, state: dict[str, Any]) -> None:
+        self.buffer.load_state_dict(state["buffer"])
+        self.action_rng.bit_generator.state = state["action_rng"]
+
     def flush_logs(self) -> None:
-        for log in (self.eval_log, self.train_log, self.episode_log):
+        for log in self.logs().values():
             log.flush()
 
     def save_checkpoint(self) -> None:
         # never a checkpoint from a non-finite state: a resume would start from it
-        check_finite(self.last_metrics, self.counters["env_step"], self.counters["updates"], self.agent)
+        check_finite(self.last_metrics, self.counters[self.step_key], self.counters["updates"], self.agent)
         self.flush_logs()
         state = {
-            "counters": dict(self.counters), "agent": self.agent.state_dict(), "buffer": self.buffer.state_dict(),
-            "rng": rng_state(), "action_rng": self.action_rng.bit_generator.state,
-            "csv_rows": {"eval": len(self.eval_log), "train": len(self.train_log),
-                         "episodes": len(self.episode_log)},
+            "counters": dict(self.counters), "agent": self.agent.state_dict(), **self.sampler_state(),
+            "rng": rng_state(),
+            "csv_rows": {name: len(log) for name, log in self.logs().items()},
             "metrics": self.metrics.state(), "timing": self.timing.state(), "wall_time_s": self.wall_time,
             "config": to_dict(self.cfg),
         }
-        self.checkpoints.save(state, self.counters["env_step"])
+        self.checkpoints.save(state, self.counters[self.step_key])
         self.write_run_info("running")
 
     def check_config(self, trained: dict[str, Any], path: Path) -> None:
@@ -329,11 +352,11 @@ class OnlineTrainer:
             self.check_config(state["config"], path)  # before anything is loaded or truncated
         self.restore_config_file(state["config"] if state is not None else to_dict(self.cfg))
         if state is None:
-            stale = [self.eval_log, self.train_log, self.episode_log]
+            stale = list(self.logs().values())
             if any(len(log) for log in stale) or problems:
                 archive = self.run_dir / "restarts" / time.strftime("%Y%m%d-%H%M%S")
                 archive.mkdir(parents=True, exist_ok=True)
-                for name in ("eval.csv", "train.csv", "episodes.csv", "run.json", "checkpoints"):
+                for name in (*(log.path.name for log in stale), "run.json", "checkpoints"):
                     if (self.run_dir / name).exists():
                         shutil.move(str(self.run_dir / name), archive / name)
                 print(f"warning: no usable checkpoint; starting over (earlier files kept in {archive})",
@@ -342,20 +365,19 @@ class OnlineTrainer:
                     log.truncate(0)
             return False
         self.agent.load_state_dict(state["agent"])
-        self.buffer.load_state_dict(state["buffer"])
+        self.load_sampler_state(state)
         set_rng_state(state["rng"])
-        self.action_rng.bit_generator.state = state["action_rng"]
         self.counters.update(state["counters"])  # in place: run() holds a reference
         self.metrics.load(state["metrics"])
         self.timing.load(state["timing"])
         self.elapsed_before = state["wall_time_s"]
         rows = state["csv_rows"]
-        self.eval_log.truncate(rows["eval"])
-        self.train_log.truncate(rows["train"])
-        self.episode_log.truncate(rows["episodes"])
+        for name, log in self.logs().items():
+            log.truncate(rows[name])
         if self.eval_log.rows:
             self.last_eval_return = float(self.eval_log.rows[-1]["episode_return"])
-        print(f"resuming from {path} at env step {self.counters['env_step']}", file=sys.stderr)
+        unit = "env step" if self.step_key == "env_step" else "update"
+        print(f"resuming from {path} at {unit} {self.counters[self.step_key]}", file=sys.stderr)
         return True
 
     # --- the loop ------------------------------------------------------------------------------------------
@@ -522,7 +544,7 @@ def _raise_interrupt(signum, frame):  # noqa: ARG001
     raise RunInterrupted(f"signal {signum}")
 
 
-def _mark_interrupted(run_dir: Path, trainer: OnlineTrainer | None) -> None:
+def _mark_interrupted(run_dir: Path, trainer: "OnlineTrainer | None") -> None:
     """Set run.json's status to ``interrupted`` (an interrupt before the trainer exists edits the old file)."""
     if trainer is not None:
         trainer.write_run_info("interrupted")
@@ -561,7 +583,12 @@ def train(cfg: RunConfig) -> Path:
         if finished:
             print(f"{run_dir} already finished; nothing to do", file=sys.stderr)
             return run_dir
-        trainer = OnlineTrainer(cfg, run_dir)
+        if cfg.is_offline:
+            from algorithms.common.offline_trainer import OfflineTrainer
+
+            trainer = OfflineTrainer(cfg, run_dir)
+        else:
+            trainer = OnlineTrainer(cfg, run_dir)
         return trainer.run()
     except (RunInterrupted, KeyboardInterrupt):
         if lock is not None and run_dir is not None:  # without the lock, run.json is another process's
@@ -586,6 +613,9 @@ def evaluate_checkpoint(run_dir: Path, checkpoint: Path | None = None, episodes:
     if not config_file.exists():
         raise RunError(f"{run_dir} is not a run folder (no config.yaml)")
     values = load_yaml(config_file)
+    if values.get("offline"):
+        raise RunError(f"{run_dir} is an offline multi-task run (offline.dataset={values['offline'].get('dataset')!r}); "
+                       "`evaluate` re-evaluates online single-task runs only: its eval.csv has every task's returns")
     # A config written before the render_shadows key existed belongs to a run rendered without shadows
     # (the harness's old fixed setting; FIDELITY.md D5): re-evaluate it as it was trained.
     values.setdefault("render_shadows", False)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from algorithms.common.buffer import ReplayBuffer
+from algorithms.common.buffer import Batch, ReplayBuffer
 from algorithms.common.config import ConfigError
 from algorithms.mbdpo.diffusion import ddpm_schedule, forward_noise
 from algorithms.mbdpo.energy import CLASSIFIER_VARIANTS, ClassifierEnergy, InfoNCEEnergy, released_pairs
@@ -238,8 +238,9 @@ class Agent(TDMPC2Agent):
         next_action = plan.action.view(*next_z.shape[:-1], -1)
         return reward + self.discount_of(task) * (1 - terminated) * self.target_q(next_z, next_action, task)
 
-    def update(self, buffer: ReplayBuffer) -> dict[str, float]:
-        """World model and policy prior (TD-MPC2's step), then the energy, then the score network."""
+    def update(self, buffer: ReplayBuffer | Batch) -> dict[str, float]:
+        """World model and policy prior (TD-MPC2's step), then the energy, then the score network. ``buffer``: a
+        replay buffer to sample from, or a sampled :class:`Batch` (multi-task: with ``task``)."""
         obs, action, reward, terminated, task = self._batch(buffer)
         metrics = self.update_world_model(obs, action, reward, terminated, task)
         separate_energy = self.energy_coef > 0 and not self.energy_in_joint_loss
@@ -307,6 +308,8 @@ class Agent(TDMPC2Agent):
             alpha_bar = self.schedule.alphas_bar[t].view(n, 1, 1)
             a_t = forward_noise(sequences[:n], alpha_bar, torch.randn_like(sequences[:n]))
         z, task = z[:n], None if task is None else task[:n]
+        if task is not None and self.model.multitask:  # a task's padded action dims stay 0, as in planning
+            a_t = a_t * self.model.action_masks[task.long()].unsqueeze(1)
         if self.cfg.score_points == "buffer+chain" and len(self.chain_points) > 0 and n > 1:
             k = n // 2
             picks = torch.randint(0, len(self.chain_points), (k,)).tolist()
@@ -338,8 +341,9 @@ class Agent(TDMPC2Agent):
                 fixed = policy_trajectories(self.model, zi.unsqueeze(1).expand(1, cfg.num_pi_trajs, -1),
                                             cfg.horizon, task_b).permute(1, 2, 0, 3)
             alpha_bar = self.schedule.alphas_bar[t[i]]
+            mask = self.model.action_masks[ti.long()] if ti is not None and self.model.multitask else None
             targets.append(mc_score_estimate(a_t[i: i + 1], alpha_bar, returns_of, cfg, fixed,
-                                             self.return_scale.value).score)
+                                             self.return_scale.value, mask).score)
         return torch.cat(targets)
 
     def score_loss(self, z: torch.Tensor, sequences: torch.Tensor, task: torch.Tensor | None) -> torch.Tensor:

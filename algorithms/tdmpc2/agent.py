@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from algorithms.common.agent import Agent as AgentBase
-from algorithms.common.buffer import ReplayBuffer
+from algorithms.common.buffer import Batch, ReplayBuffer
 from algorithms.common.config import ConfigError, check_ranges
 from algorithms.tdmpc2.planner import MPPIConfig, Plan, mppi_plan
 from algorithms.world_model import WorldModel, resolve
@@ -278,8 +278,11 @@ class Agent(AgentBase):
         return self.model.Q(z, self.model.pi(z, self.task).mean, self.task, return_type="avg").item()
 
     # --- learning ---------------------------------------------------------------------------------------------
-    def _batch(self, buffer: ReplayBuffer):
-        batch = buffer.sample(self.cfg.batch_size, horizon=self.cfg.horizon)
+    def _batch(self, source: ReplayBuffer | Batch):
+        """The update's tensors, time-major: a :class:`Batch` as given (offline training samples its own, e.g. from
+        ``offline.cache.DatasetCache``, whose ``task`` holds each row's task id), else ``batch_size``
+        sub-trajectories sampled from ``source``."""
+        batch = source if isinstance(source, Batch) else source.sample(self.cfg.batch_size, horizon=self.cfg.horizon)
         dev = self.device
         obs = torch.as_tensor(batch.obs, device=dev).transpose(0, 1)  # (H+1, B, ...)
         action = torch.as_tensor(batch.action, device=dev).transpose(0, 1)
@@ -305,8 +308,9 @@ class Agent(AgentBase):
         next_action = self.model.pi(next_z, task).action
         return reward + self.discount_of(task) * (1 - terminated) * self.target_q(next_z, next_action, task)
 
-    def update(self, buffer: ReplayBuffer) -> dict[str, float]:
-        """One TD-MPC2 update: world model (consistency, reward, value[, termination]), then the policy prior."""
+    def update(self, buffer: ReplayBuffer | Batch) -> dict[str, float]:
+        """One TD-MPC2 update: world model (consistency, reward, value[, termination]), then the policy prior.
+        ``buffer``: a replay buffer to sample from, or a sampled :class:`Batch` (multi-task: with ``task``)."""
         batch = self._batch(buffer)
         metrics = self.update_world_model(*batch)
         self.num_updates += 1

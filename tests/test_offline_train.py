@@ -1,0 +1,248 @@
+"""Multi-task offline training (issue 15): TD-MPC2 and MBDPO on a small dataset of 3 DMControl tasks of
+different observation/action sizes; losses fall, every task is evaluated, kill-and-resume is bit for bit."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from algorithms.cli import main
+from algorithms.common.buffer import Batch
+from algorithms.tdmpc2 import Agent as TDMPC2Agent
+from algorithms.tdmpc2 import Config as TDMPC2Config
+from envs import get_task, make_env
+from offline import open_dataset
+from offline.dataset import Episode, write_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+TASKS = ("cartpole-balance", "reacher-easy", "walker-walk")  # obs 5/6/24, actions 1/2/6
+EPISODES_PER_TASK = 2  # 500 agent steps each: 3000 transitions in all
+
+# Tiny models: what the tests check is the plumbing, not the scale.
+TINY_MODEL = {"model_size": "1.7M", "enc_dim": 32, "mlp_dim": 32, "latent_dim": 16, "task_dim": 8, "lr": 1e-3,
+              "diag_every": 0}
+AGENT = {
+    # acting by the policy prior keeps the evaluation of 3 tasks x 500 steps cheap
+    "tdmpc2": {**TINY_MODEL, "mpc": False},
+    # the score network acts from the first update (amortised diffusion policy, 4 reverse steps)
+    "mbdpo": {**TINY_MODEL, "num_samples": 16, "num_elites": 4, "num_pi_trajs": 2, "diffusion_steps": 4,
+              "score_mc_samples": 8, "use_score_network": True, "score_warmup": 0},
+}
+
+
+def random_episodes(task: str, n: int, seed: int) -> list[Episode]:
+    """``n`` episodes of uniform random actions in the real environment."""
+    env = make_env(task, seed=seed)
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(n):
+        obs, _ = env.reset(seed=seed * 100 + k)
+        observations, actions, rewards, terminated = [obs], [], [], []
+        done = False
+        while not done:
+            action = rng.uniform(-1, 1, env.action_space.shape).astype(np.float32)
+            obs, reward, term, trunc, _ = env.step(action)
+            observations.append(obs)
+            actions.append(action)
+            rewards.append(reward)
+            terminated.append(term)
+            done = term or trunc
+        out.append(Episode(np.array(observations), np.array(actions), np.array(rewards), np.array(terminated)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("offline") / "three-tasks"
+    envs = [make_env(task, seed=0) for task in TASKS]
+    obs_dims = [env.observation_space.shape[0] for env in envs]
+    action_dims = [env.action_space.shape[0] for env in envs]
+    assert len(set(obs_dims)) == 3 and len(set(action_dims)) == 3
+    episodes = {task: random_episodes(task, EPISODES_PER_TASK, seed=i + 1) for i, task in enumerate(TASKS)}
+    write_dataset(path, list(TASKS), obs_dims, action_dims, episodes, source="random")
+    return path
+
+
+def agent_args(algo: str) -> list[str]:
+    return [f"agent.{k}={v}" for k, v in AGENT[algo].items()]
+
+
+def train_args(algo: str, dataset: Path, results: Path, steps: int = 60) -> list[str]:
+    return ["--offline", str(dataset), "--algo", algo, "--seed", "5", "--steps", str(steps),
+            "--results-dir", str(results), "offline.batch_size=16", "eval_every=20", "checkpoint_every=20",
+            "eval_episodes=1", "log_every=10", "keep_checkpoints=5", "progress=false", "threads=1",
+            *agent_args(algo)]
+
+
+def run_dir(results: Path, algo: str, dataset: Path) -> Path:
+    return results / "runs" / f"{algo}-offline" / dataset.name / "5"
+
+
+# --- the agents --------------------------------------------------------------------------------------------------
+
+def multitask_agent(dataset: Path, algo_module, **overrides):
+    cache = open_dataset(dataset, seed=0)
+    cfg = algo_module.Config(**{**AGENT[algo_module.__name__.split(".")[-1]], **overrides})
+    import gymnasium as gym
+
+    specs = [get_task(t) for t in cache.tasks]
+    agent = algo_module.Agent(cfg, specs[0], gym.spaces.Box(-np.inf, np.inf, (cache.obs_dim,), np.float32),
+                              gym.spaces.Box(-1, 1, (cache.action_dim,), np.float32), torch.device("cpu"),
+                              num_tasks=len(cache.tasks), action_dims=cache.action_dims,
+                              discounts=[s.discount for s in specs])
+    return agent, cache
+
+
+@pytest.mark.parametrize("algo", ["tdmpc2", "mbdpo"])
+def test_world_model_losses_fall_and_actions_are_masked(dataset, algo):
+    """A few hundred updates of batch 32: the world-model losses' last window is below the first."""
+    import importlib
+
+    torch.manual_seed(0)
+    agent, cache = multitask_agent(dataset, importlib.import_module(f"algorithms.{algo}"), batch_size=32)
+    assert agent.model.multitask and agent.model.task_dim == 8
+    assert agent.model.task_emb.max_norm == 1.0
+    discounts = agent.discounts.tolist()
+    assert discounts == pytest.approx([get_task(t).discount for t in TASKS])
+    history = []
+    for _ in range(240):
+        batch = cache.sample(32, agent.horizon)
+        m = agent.update(batch)
+        history.append([m["consistency_loss"], m["reward_loss"], m["value_loss"]])
+    h = np.array(history)
+    first, last = h[:40].mean(0), h[-40:].mean(0)
+    assert (last < first).all(), (first, last)
+    # acting: each task's observation size in, its action size out; padded dims never leave the agent
+    for task_id, task in enumerate(TASKS):
+        env = make_env(task, seed=0)
+        agent.set_task(task_id)
+        obs, _ = env.reset(seed=0)
+        action = agent.act(obs, eval_mode=True)
+        assert action.shape == env.action_space.shape
+        assert agent.discount == pytest.approx(get_task(task).discount)
+
+
+def test_batch_update_without_task_is_the_buffer_update():
+    """Single task: update(Batch) is update(buffer) (the same sample) -- the online path is unchanged."""
+    from algorithms.common.buffer import ReplayBuffer
+
+    env = make_env("cartpole-balance", seed=0)
+    cfg = TDMPC2Config(**{**TINY_MODEL, "batch_size": 8, "mpc": False})
+
+    def run(as_batch: bool) -> dict[str, float]:
+        torch.manual_seed(0)
+        agent = TDMPC2Agent(cfg, get_task("cartpole-balance"), env.observation_space, env.action_space,
+                            torch.device("cpu"))
+        buffer = ReplayBuffer(200, env.observation_space.shape, np.float32, 1, seed=0)
+        obs, _ = env.reset(seed=0)
+        buffer.add_first(obs)
+        for t in range(60):
+            obs, r, term, trunc, _ = env.step(np.array([np.sin(t)], np.float32))
+            buffer.add(np.array([np.sin(t)], np.float32), r, term, obs)
+        buffer.end_episode()
+        source = buffer.sample(8, horizon=cfg.horizon) if as_batch else buffer
+        assert not as_batch or isinstance(source, Batch)
+        return agent.update(source)
+
+    assert run(True) == run(False)
+
+
+# --- the trainer ---------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def reference_runs(dataset, tmp_path_factory):
+    results = tmp_path_factory.mktemp("reference")
+    for algo in AGENT:
+        assert main(["train", *train_args(algo, dataset, results)]) == 0
+    return results
+
+
+@pytest.mark.parametrize("algo", ["tdmpc2", "mbdpo"])
+def test_offline_run_files(reference_runs, dataset, algo):
+    run = run_dir(reference_runs, algo, dataset)
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "finished" and info["step_unit"] == "update" and info["format_version"] == 3
+    assert info["steps_done"] == 60 and info["tasks"] == list(TASKS)
+    rows = list(csv.DictReader(open(run / "eval.csv")))
+    assert list(rows[0])[:2] == ["step", "task"]
+    steps = sorted({int(r["step"]) for r in rows})
+    assert steps == [0, 20, 40, 60]
+    for step in steps:
+        assert [r["task"] for r in rows if int(r["step"]) == step] == list(TASKS)
+    assert all(np.isfinite(float(r["episode_return"])) for r in rows)
+    train = list(csv.DictReader(open(run / "train.csv")))
+    assert [int(r["updates"]) for r in train] == [10, 20, 30, 40, 50, 60]
+    assert all(float(r["consistency_loss"]) >= 0 for r in train)
+    config = (run / "config.yaml").read_text()
+    assert "offline:" in config and "batch_size: 16" in config
+    assert sorted(p.name for p in (run / "checkpoints").glob("*.pt"))[-1] == "step_0000000060.pt"
+
+
+def cli(args: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "algorithms.cli", "train", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(folder: Path, pattern: str, timeout: float = 180) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if list(folder.glob(pattern)):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"no {pattern} under {folder} after {timeout} s")
+
+
+@pytest.mark.parametrize("algo,sig", [("tdmpc2", signal.SIGKILL), ("mbdpo", signal.SIGTERM)])
+def test_killed_offline_run_resumes_bit_for_bit(reference_runs, dataset, tmp_path, algo, sig):
+    args = train_args(algo, dataset, tmp_path)
+    run = run_dir(tmp_path, algo, dataset)
+    proc = cli(args)
+    wait_for(run / "checkpoints", "step_0000000020.sha256")
+    proc.send_signal(sig)
+    proc.wait(timeout=60)
+    assert proc.returncode != 0
+    status = json.loads((run / "run.json").read_text())["status"]
+    assert status == ("interrupted" if sig == signal.SIGTERM else "running")
+    resumed = cli(args)
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    assert "resuming from" in err and "at update" in err
+    reference = run_dir(reference_runs, algo, dataset)
+    assert (run / "eval.csv").read_bytes() == (reference / "eval.csv").read_bytes()
+
+
+def test_finished_offline_run_is_not_rerun(reference_runs, dataset, capsys):
+    assert main(["train", *train_args("tdmpc2", dataset, reference_runs)]) == 0
+    assert "already finished" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--offline", "/nonexistent/dataset"], "config key 'offline.dataset': /nonexistent/dataset is not an offline "
+                                            "dataset folder"),
+    (["--offline", "DATASET", "offline.batch_size=0"], "'offline.batch_size' must be positive, got 0"),
+    (["--offline", "DATASET", "offline.bogus=1"], "unknown config key 'offline.bogus'"),
+])
+def test_bad_offline_input_is_one_line_exit_2(dataset, tmp_path, capsys, extra, message):
+    extra = [str(dataset) if e == "DATASET" else e for e in extra]
+    assert main(["train", "--algo", "tdmpc2", "--steps", "10", "--results-dir", str(tmp_path), *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_offline_needs_steps_and_a_multitask_algorithm(dataset, tmp_path, capsys):
+    assert main(["train", "--algo", "tdmpc2", "--offline", str(dataset), "--results-dir", str(tmp_path)]) == 2
+    assert "config key 'steps' is required for offline training" in capsys.readouterr().err
+    assert main(["train", "--algo", "sac", "--steps", "5", "--offline", str(dataset),
+                 "--results-dir", str(tmp_path)]) == 2
+    assert "no multi-task agent" in capsys.readouterr().err
