@@ -246,3 +246,45 @@ def test_offline_needs_steps_and_a_multitask_algorithm(dataset, tmp_path, capsys
     assert main(["train", "--algo", "sac", "--steps", "5", "--offline", str(dataset),
                  "--results-dir", str(tmp_path)]) == 2
     assert "no multi-task agent" in capsys.readouterr().err
+
+
+# --- the workflow ----------------------------------------------------------------------------------------------------
+
+def test_offline_plan_names_bad_values():
+    sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
+    import plan
+
+    good = {"algorithms": ["tdmpc2"], "datasets": {"a": "data/a"}, "seeds": [1], "steps": 10}
+    assert [r.key for r in plan.expand_offline({"offline": good})] == ["tdmpc2-offline/a/1"]
+    for change, message in [({"algorithms": ["sac"]}, "tdmpc2, mbdpo"), ({"steps": None}, "gradient updates"),
+                            ({"datasets": []}, "mapping of labels"), ({"model_sizes": ["2M"]}, "unknown preset '2M'"),
+                            ({"datasets": {"a": "x/d", "b": "y/d"}}, "share the folder name 'd'")]:
+        with pytest.raises(plan.PlanError, match=message):
+            plan.expand_offline({"offline": {**good, **change}})
+
+
+@pytest.mark.slow
+def test_snakemake_trains_two_runs_from_one_dataset(dataset, tmp_path):
+    """The dataset is an input of the DAG: two run families train on it; the second invocation has nothing to do."""
+    import yaml
+
+    results = tmp_path / "results"
+    config = {"results_dir": str(results), "device": "cpu", "gpu": False, "threads_per_run": 1,
+              "experiments": [], "sweeps": [],
+              "offline": {"algorithms": ["tdmpc2"], "model_sizes": ["1.7M"], "datasets": {"three": str(dataset)},
+                          "seeds": [1, 2], "steps": 4,
+                          "overrides": {"all": {"eval_every": 4, "eval_episodes": 1, "offline.batch_size": 8,
+                                                **{f"agent.{k}": v for k, v in AGENT["tdmpc2"].items()
+                                                   if k != "model_size"}}}}}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "workflow" / "Snakefile"), "-d", str(tmp_path),
+               "--cores", "2", "--configfile", str(path)]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for seed in (1, 2):
+        marker = json.loads((results / "runs" / "tdmpc2-offline-1.7M" / dataset.name / str(seed) /
+                             "complete.json").read_text())
+        assert marker["status"] == "finished" and marker["step_unit"] == "update" and marker["steps_done"] == 4
+    again = subprocess.run([*command, "-n"], capture_output=True, text=True, timeout=600, check=False)
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
