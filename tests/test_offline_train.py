@@ -288,3 +288,15 @@ def test_snakemake_trains_two_runs_from_one_dataset(dataset, tmp_path):
         assert marker["status"] == "finished" and marker["step_unit"] == "update" and marker["steps_done"] == 4
     again = subprocess.run([*command, "-n"], capture_output=True, text=True, timeout=600, check=False)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_offline_updates_benchmark_prints_one_json_line_per_figure():
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "offline_updates.py"), "--sizes", "1.7M",
+                           "--batch-size", "16", "--updates", "1", "--repeats", "1", "--episodes", "1", "--length",
+                           "20", "--threads", "1"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert {(r["algorithm"], r["metric"]) for r in records} == {
+        (a, m) for a in ("tdmpc2", "mbdpo") for m in ("updates_per_s", "ms_per_update", "sample_ms")}
+    assert all(r["benchmark"] == "offline_updates" and r["value"] > 0 and r["batch_size"] == 16 for r in records)
