@@ -300,3 +300,17 @@ def test_offline_updates_benchmark_prints_one_json_line_per_figure():
     assert {(r["algorithm"], r["metric"]) for r in records} == {
         (a, m) for a in ("tdmpc2", "mbdpo") for m in ("updates_per_s", "ms_per_update", "sample_ms")}
     assert all(r["benchmark"] == "offline_updates" and r["value"] > 0 and r["batch_size"] == 16 for r in records)
+
+
+def test_non_finite_loss_stops_the_offline_run_naming_the_update(dataset, tmp_path, monkeypatch, capsys):
+    calls = {"n": 0}
+
+    def update(self, batch):
+        calls["n"] += 1
+        return {"consistency_loss": float("nan") if calls["n"] == 3 else 1.0}
+
+    monkeypatch.setattr(TDMPC2Agent, "update", update)
+    assert main(["train", *train_args("tdmpc2", dataset, tmp_path, steps=10), "eval_every=10"]) == 2
+    assert "non-finite loss 'consistency_loss' = nan at update 3" in capsys.readouterr().err
+    info = json.loads((run_dir(tmp_path, "tdmpc2", dataset) / "run.json").read_text())
+    assert info["status"] == "failed"

@@ -217,7 +217,7 @@ class OfflineTrainer(OnlineTrainer):
             interval_updates += 1
             self.last_metrics = metrics
             check_finite(metrics, c["updates"], c["updates"],
-                         self.agent if c["updates"] % PARAMETER_CHECK_EVERY == 0 else None)
+                         self.agent if c["updates"] % PARAMETER_CHECK_EVERY == 0 else None, unit="update")
             self.metrics.add(metrics)
             if c["updates"] >= c["next_log"]:
                 now = time.perf_counter()

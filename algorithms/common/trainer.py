@@ -185,7 +185,8 @@ def non_finite_tensor(agent: Agent) -> str | None:
     return None
 
 
-def check_finite(metrics: dict[str, float], env_step: int, updates: int, agent: Agent | None = None) -> None:
+def check_finite(metrics: dict[str, float], env_step: int, updates: int, agent: Agent | None = None,
+                 unit: str = "env step") -> None:
     """Stop the run (NonFiniteLossError) on a NaN or inf metric of the last update or, given ``agent``, weight.
 
     A weight is named by its module (``<agent attribute>.<first component>``) with the update's loss terms,
@@ -193,7 +194,7 @@ def check_finite(metrics: dict[str, float], env_step: int, updates: int, agent: 
     """
     for name, value in metrics.items():
         if not math.isfinite(value):
-            raise NonFiniteLossError(f"non-finite loss {name!r} = {value} at env step {env_step} (update {updates}); "
+            raise NonFiniteLossError(f"non-finite loss {name!r} = {value} at {unit} {env_step} (update {updates}); "
                                      "the run stops here, its last checkpoint is intact")
     if agent is None:
         return
@@ -201,7 +202,7 @@ def check_finite(metrics: dict[str, float], env_step: int, updates: int, agent: 
     if name is not None:
         module = ".".join(name.split(".")[:2])
         losses = ", ".join(f"{key}={value:.4g}" for key, value in metrics.items()) or "none"
-        raise NonFiniteLossError(f"non-finite weights in module {module!r} (parameter {name!r}) at env step "
+        raise NonFiniteLossError(f"non-finite weights in module {module!r} (parameter {name!r}) at {unit} "
                                  f"{env_step} (update {updates}); last update's losses: {losses}; "
                                  "the run stops here, its last checkpoint is intact")
 
@@ -315,7 +316,8 @@ class OnlineTrainer:
 
     def save_checkpoint(self) -> None:
         # never a checkpoint from a non-finite state: a resume would start from it
-        check_finite(self.last_metrics, self.counters[self.step_key], self.counters["updates"], self.agent)
+        check_finite(self.last_metrics, self.counters[self.step_key], self.counters["updates"], self.agent,
+                     "env step" if self.step_key == "env_step" else "update")
         self.flush_logs()
         state = {
             "counters": dict(self.counters), "agent": self.agent.state_dict(), **self.sampler_state(),
