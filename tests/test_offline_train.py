@@ -114,6 +114,10 @@ def test_world_model_losses_fall_and_actions_are_masked(dataset, algo):
     assert agent.model.task_emb.max_norm == 1.0
     discounts = agent.discounts.tolist()
     assert discounts == pytest.approx([get_task(t).discount for t in TASKS])
+    if algo == "mbdpo":  # F([z, e], a) and s([z, e], A_t, t): the task embedding beside the latent, as released
+        latent, task_dim, actions = 16, 8, cache.action_dim
+        assert agent.energy.net[0].in_features == latent + task_dim + actions
+        assert agent.score_net.net[0].in_features == latent + task_dim + agent.horizon * actions + agent.cfg.score_t_dim
     history = []
     for _ in range(240):
         batch = cache.sample(32, agent.horizon)
