@@ -32,11 +32,12 @@ MS_PER_ENV_STEP = {
     ("tdmpc2", "340M"): {"cpu": 30000.0, "gpu": 120.0},
 }
 PIXEL_FACTOR = 2.0
-# Rough cost of one offline update at batch 1024 (ms; evaluation share included) per preset, from
-# benchmarks/offline_updates.py on this project's CPU and extrapolated for a GPU node.
+# Rough cost of one offline update at batch 1024 (ms) per preset. CPU 1.7M/6M: benchmarks/offline_updates.py on
+# this project's 2-core CPU (MBDPO, 2026-12-01: 1165 and 4104 ms), rounded up for the evaluation share; 21M and
+# above scaled by parameter count. GPU: not measured (no GPU here), guesses that only size the time requests.
 MS_PER_UPDATE = {
-    "1.7M": {"cpu": 400.0, "gpu": 15.0}, "6M": {"cpu": 1500.0, "gpu": 20.0}, "21M": {"cpu": 5000.0, "gpu": 35.0},
-    "54M": {"cpu": 12000.0, "gpu": 60.0}, "340M": {"cpu": 80000.0, "gpu": 200.0},
+    "1.7M": {"cpu": 1300.0, "gpu": 15.0}, "6M": {"cpu": 4500.0, "gpu": 20.0}, "21M": {"cpu": 18000.0, "gpu": 35.0},
+    "54M": {"cpu": 45000.0, "gpu": 60.0}, "340M": {"cpu": 300000.0, "gpu": 200.0},
 }
 
 
