@@ -224,6 +224,12 @@ def test_killed_offline_run_resumes_bit_for_bit(reference_runs, dataset, tmp_pat
     assert "resuming from" in err and "at update" in err
     reference = run_dir(reference_runs, algo, dataset)
     assert (run / "eval.csv").read_bytes() == (reference / "eval.csv").read_bytes()
+    assert train_rows_without_timing(run) == train_rows_without_timing(reference)
+
+
+def train_rows_without_timing(run: Path) -> list[dict[str, str]]:
+    timing = ("wall_time_s", "updates_per_s", "update_ms", "sample_ms")
+    return [{k: v for k, v in row.items() if k not in timing} for row in csv.DictReader(open(run / "train.csv"))]
 
 
 def test_finished_offline_run_is_not_rerun(reference_runs, dataset, capsys):
