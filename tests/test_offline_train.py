@@ -324,3 +324,12 @@ def test_non_finite_loss_stops_the_offline_run_naming_the_update(dataset, tmp_pa
     assert "non-finite loss 'consistency_loss' = nan at update 3" in capsys.readouterr().err
     info = json.loads((run_dir(tmp_path, "tdmpc2", dataset) / "run.json").read_text())
     assert info["status"] == "failed"
+
+
+def test_scaling_plan_names_the_missing_dataset(tmp_path):
+    """config/scaling.yaml plans its runs; without the datasets, the dry run names the missing input."""
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "workflow" / "Snakefile"), "-d",
+                           str(tmp_path), "-n", "--cores", "1", "--configfile", str(ROOT / "config" / "scaling.yaml")],
+                          capture_output=True, text=True, timeout=300, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "Missing input files for rule train_offline" in out and "data/offline/mt" in out

@@ -1,15 +1,7 @@
 # Offline multi-task runs (the config's `offline` section, plan.expand_offline): each trains on a dataset folder
 # that the DAG knows as an input, so a dataset collected (or imported) once is reused by every run that names it.
-import re
-
-try:
-    OFFLINE_RUNS = _plan.expand_offline(config)
-except _plan.PlanError as err:
-    raise WorkflowError(f"config error: {err}")
-
+# OFFLINE_RUNS and OFFLINE_NAMES are planned in rules/common.smk with the online runs.
 OFFLINE_RUN_BY_KEY = {run.key: run for run in OFFLINE_RUNS}
-# only the offline run families match this rule; `train` keeps every other run folder
-OFFLINE_NAMES = "|".join(sorted({re.escape(run.name) for run in OFFLINE_RUNS})) or "(?!)"
 
 
 def offline_run_of(wildcards):
@@ -17,9 +9,6 @@ def offline_run_of(wildcards):
     if key not in OFFLINE_RUN_BY_KEY:
         raise WorkflowError(f"offline run {key} is not in the config's `offline` grid")
     return OFFLINE_RUN_BY_KEY[key]
-
-
-ruleorder: train_offline > train
 
 
 rule train_offline:
