@@ -333,3 +333,19 @@ def test_scaling_plan_names_the_missing_dataset(tmp_path):
                           capture_output=True, text=True, timeout=300, check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "Missing input files for rule train_offline" in out and "data/offline/mt" in out
+
+
+def test_config_file_key_and_evaluate_refusal(reference_runs, dataset, tmp_path, capsys):
+    from algorithms.common.trainer import build_config, run_dir_for
+
+    config = tmp_path / "offline.yaml"
+    config.write_text(f"algo: mbdpo\nsteps: 50\nresults_dir: {tmp_path}\noffline:\n  dataset: {dataset}\n")
+    cfg = build_config(None, str(config))
+    assert cfg.is_offline and cfg.offline.batch_size == 1024 and cfg.run_name == "mbdpo-offline"
+    assert run_dir_for(cfg) == tmp_path / "runs" / "mbdpo-offline" / dataset.name / "1"
+    online = build_config("tdmpc2", None, {"steps": "10"})
+    from algorithms.common.config import to_dict
+
+    assert "offline" not in to_dict(online)  # online config.yaml and config_hash as before
+    assert main(["evaluate", str(run_dir(reference_runs, "tdmpc2", dataset))]) == 2
+    assert "is an offline multi-task run" in capsys.readouterr().err

@@ -616,7 +616,8 @@ def evaluate_checkpoint(run_dir: Path, checkpoint: Path | None = None, episodes:
         raise RunError(f"{run_dir} is not a run folder (no config.yaml)")
     values = load_yaml(config_file)
     if values.get("offline"):
-        raise RunError(f"{run_dir} is an offline multi-task run (offline.dataset={values['offline'].get('dataset')!r}); "
+        dataset = values["offline"].get("dataset")
+        raise RunError(f"{run_dir} is an offline multi-task run (offline.dataset={dataset!r}); "
                        "`evaluate` re-evaluates online single-task runs only: its eval.csv has every task's returns")
     # A config written before the render_shadows key existed belongs to a run rendered without shadows
     # (the harness's old fixed setting; FIDELITY.md D5): re-evaluate it as it was trained.
