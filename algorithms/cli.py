@@ -2,6 +2,7 @@
 
     mbdpo-bench tasks [--json] [--suite S]
     mbdpo-bench train --algo sac --task cartpole-balance --seed 1 --steps 20000 [--results-dir DIR] [key=value ...]
+    mbdpo-bench train --offline DATASET --algo tdmpc2 --steps 100000 [key=value ...]   (multi-task, offline)
     mbdpo-bench evaluate RUN_DIR [--checkpoint PATH] [--episodes N]
     mbdpo-bench validate NAME [--results-dir DIR]     (learning checks of config/checks/; --list)
     mbdpo-bench analyze [--runs DIR] [--published DIR] [--at-step N] --out OUT   (tables and figures)
@@ -49,6 +50,8 @@ def _train(args: argparse.Namespace) -> int:
     from algorithms.common.trainer import build_config, train
 
     overrides = parse_overrides(args.overrides)
+    if args.offline is not None:
+        overrides.setdefault("offline.dataset", args.offline)
     for key in ("task", "seed", "steps", "results_dir", "device"):
         value = getattr(args, key)
         if value is not None:
@@ -250,7 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--algo", default=None, help="algorithm name (default sac)")
     train.add_argument("--task", help="task name (`mbdpo-bench tasks`)")
     train.add_argument("--seed", type=int)
-    train.add_argument("--steps", type=int, help="environment steps (action repeat included)")
+    train.add_argument("--steps", type=int, help="environment steps (action repeat included); offline: updates")
+    train.add_argument("--offline", metavar="DATASET",
+                       help="train offline on this multi-task dataset folder (config key offline.dataset): "
+                            "gradient updates only, every task evaluated in its env every eval_every updates")
     train.add_argument("--results-dir", dest="results_dir", help="root of the run files (default results/)")
     train.add_argument("--device", help="auto, cpu or cuda")
     train.add_argument("--config", help="a YAML file of config keys (overridden by key=value arguments)")

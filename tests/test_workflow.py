@@ -74,10 +74,19 @@ def test_ablation_grid_is_one_run_per_distinct_setting_task_seed():
     assert dict(next(r for r in runs if r.name == "mbdpo-ablation-T10").overrides)["agent.diffusion_steps"] == 10
 
 
-@pytest.mark.parametrize("name", ["scaling.yaml", "o2o.yaml"])
+@pytest.mark.parametrize("name", ["o2o.yaml"])
 def test_offline_configs_stop_at_plan_time(name):
     with pytest.raises(plan.PlanError, match="not implemented yet"):
         plan.expand(load(name))
+
+
+def test_scaling_config_plans_offline_runs():
+    config = load("scaling.yaml")
+    assert plan.expand(config) == []
+    runs = plan.expand_offline(config)
+    assert len(runs) == 2 * 5 * 2  # algorithms x presets x datasets, one seed
+    assert {r.dataset_name for r in runs} == {"mt30", "mt80"} and all(r.steps == 10_000_000 for r in runs)
+    assert "mbdpo-offline-340M/mt80/1" in {r.key for r in runs}
 
 
 @pytest.mark.parametrize("change, message", [

@@ -43,6 +43,20 @@ def check_ranges(cfg: Any, positive: tuple[str, ...] = (), non_negative: tuple[s
                 raise ConfigError(f"config key 'agent.{key}' must be {text}, got {value!r}")
 
 
+OFFLINE_BATCH_SIZE = 1024
+"""Sub-trajectories per offline update: the released TD-MPC2 offline (multi-task) batch, and METHOD.md's."""
+
+
+@dataclass
+class OfflineConfig:
+    """Offline training (``offline.<key>=value``): gradient updates on a dataset, no environment interaction."""
+
+    dataset: str | None = None
+    """An offline dataset folder (``offline/dataset.py``'s format); None = online training."""
+    batch_size: int = OFFLINE_BATCH_SIZE
+    """Sub-trajectories per update (released: 1024); ``agent.batch_size`` is the online key and is not used."""
+
+
 @dataclass
 class RunConfig:
     """What one run is: which algorithm on which task with which seed, for how long, logged where."""
@@ -86,12 +100,20 @@ class RunConfig:
     """Show a progress bar (steps/s, last eval return, ETA)."""
     threads: int = 0
     """torch CPU threads; 0 keeps torch's default."""
+    offline: OfflineConfig = field(default_factory=OfflineConfig)
+    """Offline training on a dataset (``offline.dataset``); then ``steps``, ``eval_every``, ``checkpoint_every``
+    and ``log_every`` count gradient updates, and ``task``/``obs``/``seed_steps``/``buffer_size`` are unused."""
     agent: Any = None
     """The algorithm's hyper-parameter dataclass."""
 
     @property
+    def is_offline(self) -> bool:
+        return self.offline.dataset is not None
+
+    @property
     def run_name(self) -> str:
-        return self.name or self.algo
+        """The run family's folder name: ``name``, else the algorithm (``<algo>-offline`` for offline runs)."""
+        return self.name or (f"{self.algo}-offline" if self.is_offline else self.algo)
 
 
 # Keys that do not change what a run computes: a resumed run may differ in them.
@@ -199,17 +221,24 @@ def apply_overrides(cfg: RunConfig, overrides: dict[str, str]) -> None:
     for key, value in overrides.items():
         if key.startswith("agent."):
             apply_values(cfg.agent, {key[len("agent."):]: value}, prefix="agent.")
+        elif key.startswith("offline."):
+            apply_values(cfg.offline, {key[len("offline."):]: value}, prefix="offline.")
         elif key in run_types and key != "agent":
             apply_values(cfg, {key: value})
         elif key in agent_types:
             apply_values(cfg.agent, {key: value}, prefix="agent.")
         else:
-            valid = [k for k in run_types if k != "agent"] + [f"agent.{k}" for k in agent_types]
+            valid = [k for k in run_types if k not in ("agent", "offline")] + [f"agent.{k}" for k in agent_types] \
+                + [f"offline.{k}" for k in field_types(OfflineConfig)]
             raise _unknown_key(key, valid)
 
 
 def to_dict(cfg: RunConfig) -> dict[str, Any]:
+    """The config as plain data; an online run has no ``offline`` section, so that its config.yaml and
+    config_hash are those it had before offline training existed (its folder resumes as before)."""
     data = dataclasses.asdict(cfg)
+    if not cfg.is_offline:
+        data.pop("offline")
     data["format_version"] = CONFIG_FORMAT_VERSION
     return data
 

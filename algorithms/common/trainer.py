@@ -87,10 +87,15 @@ def build_config(algo: str | None = None, config_file: str | None = None,
 
 def validate(cfg: RunConfig) -> None:
     get_algorithm(cfg.algo)
-    try:
-        get_task(cfg.task, cfg.obs)
-    except (KeyError, ValueError) as err:
-        raise ConfigError(str(err)) from None
+    if cfg.is_offline:
+        from algorithms.common.offline_trainer import validate_offline
+
+        validate_offline(cfg)
+    else:
+        try:
+            get_task(cfg.task, cfg.obs)
+        except (KeyError, ValueError) as err:
+            raise ConfigError(str(err)) from None
     for key in ("steps", "eval_every", "checkpoint_every", "seed_steps"):
         value = getattr(cfg, key)
         if value is not None and value <= 0:
@@ -126,6 +131,9 @@ class Schedule:
 
 
 def run_dir_for(cfg: RunConfig) -> Path:
+    """``{results_dir}/runs/{name}/{task}/{seed}``; an offline run's task folder is its dataset's folder name."""
+    if cfg.is_offline:
+        return Path(cfg.results_dir) / "runs" / cfg.run_name / Path(cfg.offline.dataset).resolve().name / str(cfg.seed)
     spec = get_task(cfg.task, cfg.obs)
     return Path(cfg.results_dir) / "runs" / cfg.run_name / spec.name / str(cfg.seed)
 
@@ -195,7 +203,8 @@ def non_finite_in_state(state: dict[str, Any]) -> str | None:
     return None
 
 
-def check_finite(metrics: dict[str, float], env_step: int, updates: int, agent: Agent | None = None) -> None:
+def check_finite(metrics: dict[str, float], env_step: int, updates: int, agent: Agent | None = None,
+                 unit: str = "env step") -> None:
     """Stop the run (NonFiniteLossError) on a NaN or inf metric of the last update or, given ``agent``, weight.
 
     A weight is named by its module (``<agent attribute>.<first component>``) with the update's loss terms,
@@ -203,7 +212,7 @@ def check_finite(metrics: dict[str, float], env_step: int, updates: int, agent: 
     """
     for name, value in metrics.items():
         if not math.isfinite(value):
-            raise NonFiniteLossError(f"non-finite loss {name!r} = {value} at env step {env_step} (update {updates}); "
+            raise NonFiniteLossError(f"non-finite loss {name!r} = {value} at {unit} {env_step} (update {updates}); "
                                      "the run stops here, its last checkpoint is intact")
     if agent is None:
         return
@@ -211,7 +220,7 @@ def check_finite(metrics: dict[str, float], env_step: int, updates: int, agent: 
     if name is not None:
         module = ".".join(name.split(".")[:2])
         losses = ", ".join(f"{key}={value:.4g}" for key, value in metrics.items()) or "none"
-        raise NonFiniteLossError(f"non-finite weights in module {module!r} (parameter {name!r}) at env step "
+        raise NonFiniteLossError(f"non-finite weights in module {module!r} (parameter {name!r}) at {unit} "
                                  f"{env_step} (update {updates}); last update's losses: {losses}; "
                                  "the run stops here, its last checkpoint is intact")
 
@@ -303,28 +312,41 @@ class OnlineTrainer:
         })
         runfiles.atomic_write_json(self.run_dir / "run.json", self.run_info)
 
-    @property
+    # Hooks the offline trainer (algorithms/common/offline_trainer.py) overrides; the life cycle is shared.
+    step_key = "env_step"
+    """The counter that names checkpoints and schedules the run (env steps here, gradient updates offline)."""
+
     def logs(self) -> dict[str, runfiles.CsvLog]:
+        """The run's CSV logs by checkpoint name (``csv_rows``), each cut back to its row count on resume."""
         return {"eval": self.eval_log, "train": self.train_log, "episodes": self.episode_log}
 
+    def sampler_state(self) -> dict[str, Any]:
+        """Checkpoint entries beside agent, counters, logs and RNGs: what the updates sample from."""
+        return {"buffer": self.buffer.state_dict(), "action_rng": self.action_rng.bit_generator.state}
+
+    def load_sampler_state(self, state: dict[str, Any]) -> None:
+        self.buffer.load_state_dict(state["buffer"])
+        self.action_rng.bit_generator.state = state["action_rng"]
+
     def flush_logs(self) -> None:
-        for log in self.logs.values():
+        for log in self.logs().values():
             log.flush()
 
     def save_checkpoint(self) -> None:
         # never a checkpoint from a non-finite state: a resume would start from it
-        check_finite(self.last_metrics, self.counters["env_step"], self.counters["updates"], self.agent)
+        check_finite(self.last_metrics, self.counters[self.step_key], self.counters["updates"], self.agent,
+                     "env step" if self.step_key == "env_step" else "update")
         self.flush_logs()
         state = {
-            "counters": dict(self.counters), "agent": self.agent.state_dict(), "buffer": self.buffer.state_dict(),
-            "rng": rng_state(), "action_rng": self.action_rng.bit_generator.state,
-            "csv_rows": {name: len(log) for name, log in self.logs.items()},
+            "counters": dict(self.counters), "agent": self.agent.state_dict(), **self.sampler_state(),
+            "rng": rng_state(),
+            "csv_rows": {name: len(log) for name, log in self.logs().items()},
             # what the logs held: a resume restores a log that was damaged or cut since (run-file integrity)
-            "logs": {name: log.state() for name, log in self.logs.items()},
+            "logs": {name: log.state() for name, log in self.logs().items()},
             "metrics": self.metrics.state(), "timing": self.timing.state(), "wall_time_s": self.wall_time,
             "config": to_dict(self.cfg),
         }
-        self.checkpoints.save(state, self.counters["env_step"])
+        self.checkpoints.save(state, self.counters[self.step_key])
         self.write_run_info("running")
 
     def check_config(self, trained: dict[str, Any], path: Path) -> None:
@@ -348,7 +370,7 @@ class OnlineTrainer:
         """Cut each log back to what checkpoint ``path`` recorded, or restore it from there when the file lost
         rows, changed or cannot be read (saying so, naming the file)."""
         saved = state.get("logs")
-        for name, log in self.logs.items():
+        for name, log in self.logs().items():
             if saved is None:  # a checkpoint from before logs were kept in it: only row counts to check
                 rows = state["csv_rows"][name]
                 if log.damage or len(log) < rows:
@@ -375,11 +397,11 @@ class OnlineTrainer:
             self.check_config(state["config"], path)  # before anything is loaded or truncated
         self.restore_config_file(state["config"] if state is not None else to_dict(self.cfg), state is not None)
         if state is None:
-            stale = [self.eval_log, self.train_log, self.episode_log]
+            stale = list(self.logs().values())
             if any(len(log) or log.damage for log in stale) or problems:
                 archive = self.run_dir / "restarts" / time.strftime("%Y%m%d-%H%M%S")
                 archive.mkdir(parents=True, exist_ok=True)
-                for name in ("eval.csv", "train.csv", "episodes.csv", "run.json", "checkpoints"):
+                for name in (*(log.path.name for log in stale), "run.json", "checkpoints"):
                     if (self.run_dir / name).exists():
                         shutil.move(str(self.run_dir / name), archive / name)
                 print(f"warning: no usable checkpoint; starting over (earlier files kept in {archive})",
@@ -388,9 +410,8 @@ class OnlineTrainer:
                     log.restore({"columns": log.columns, "rows": []})
             return False
         self.agent.load_state_dict(state["agent"])
-        self.buffer.load_state_dict(state["buffer"])
+        self.load_sampler_state(state)
         set_rng_state(state["rng"])
-        self.action_rng.bit_generator.state = state["action_rng"]
         self.counters.update(state["counters"])  # in place: run() holds a reference
         self.metrics.load(state["metrics"])
         self.timing.load(state["timing"])
@@ -398,7 +419,8 @@ class OnlineTrainer:
         self.reconcile_logs(state, path)
         if self.eval_log.rows:
             self.last_eval_return = float(self.eval_log.rows[-1]["episode_return"])
-        print(f"resuming from {path} at env step {self.counters['env_step']}", file=sys.stderr)
+        unit = "env step" if self.step_key == "env_step" else "update"
+        print(f"resuming from {path} at {unit} {self.counters[self.step_key]}", file=sys.stderr)
         return True
 
     # --- the loop ------------------------------------------------------------------------------------------
@@ -585,8 +607,15 @@ def check_finished_run(cfg: RunConfig, run_dir: Path) -> None:
     """
     info = _run_info(run_dir)
     state, path, _ = CheckpointManager(run_dir / "checkpoints").load_latest()
-    total = info.get("total_env_steps")
-    if state is not None and total is not None and state["counters"]["env_step"] < total:
+    if cfg.is_offline:
+        from algorithms.common.offline_trainer import OFFLINE_EVAL_COLUMNS, OFFLINE_TRAIN_COLUMNS
+
+        step_key, total = "updates", info.get("total_steps")
+        logs = (("eval", OFFLINE_EVAL_COLUMNS), ("train", OFFLINE_TRAIN_COLUMNS))
+    else:
+        step_key, total = "env_step", info.get("total_env_steps")
+        logs = (("eval", EVAL_COLUMNS), ("train", TRAIN_COLUMNS), ("episodes", EPISODE_COLUMNS))
+    if state is not None and total is not None and state["counters"][step_key] < total:
         state = None  # not the final checkpoint: it cannot vouch for the finished logs
     config_file = run_dir / "config.yaml"
     asked = to_dict(cfg)
@@ -605,7 +634,7 @@ def check_finished_run(cfg: RunConfig, run_dir: Path) -> None:
               f"{'final checkpoint' if state is not None else 'config asked for (run.json has the same hash)'}",
               file=sys.stderr)
     saved = state.get("logs") if state is not None else None
-    for name, columns in (("eval", EVAL_COLUMNS), ("train", TRAIN_COLUMNS), ("episodes", EPISODE_COLUMNS)):
+    for name, columns in logs:
         log = runfiles.CsvLog(run_dir / f"{name}.csv", columns)
         if saved is not None:
             problem = log.disagreement(saved[name]) if log.path.exists() else f"{log.path} is missing"
@@ -630,7 +659,7 @@ def _raise_interrupt(signum, frame):  # noqa: ARG001
     raise RunInterrupted(f"signal {signum}")
 
 
-def _mark_interrupted(run_dir: Path, trainer: OnlineTrainer | None) -> None:
+def _mark_interrupted(run_dir: Path, trainer: "OnlineTrainer | None") -> None:
     """Set run.json's status to ``interrupted`` (an interrupt before the trainer exists edits the old file)."""
     if trainer is not None:
         trainer.write_run_info("interrupted")
@@ -673,7 +702,12 @@ def train(cfg: RunConfig, resume_non_finite: bool = False) -> Path:
             check_finished_run(cfg, run_dir)
             print(f"{run_dir} already finished; nothing to do", file=sys.stderr)
             return run_dir
-        trainer = OnlineTrainer(cfg, run_dir)
+        if cfg.is_offline:
+            from algorithms.common.offline_trainer import OfflineTrainer
+
+            trainer = OfflineTrainer(cfg, run_dir)
+        else:
+            trainer = OnlineTrainer(cfg, run_dir)
         return trainer.run()
     except (RunInterrupted, KeyboardInterrupt):
         if lock is not None and run_dir is not None:  # without the lock, run.json is another process's
@@ -706,6 +740,10 @@ def evaluate_checkpoint(run_dir: Path, checkpoint: Path | None = None, episodes:
     if not config_file.exists():
         raise RunError(f"{run_dir} is not a run folder (no config.yaml)")
     values = load_yaml(config_file)
+    if values.get("offline"):
+        dataset = values["offline"].get("dataset")
+        raise RunError(f"{run_dir} is an offline multi-task run (offline.dataset={dataset!r}); "
+                       "`evaluate` re-evaluates online single-task runs only: its eval.csv has every task's returns")
     # A config written before the render_shadows key existed belongs to a run rendered without shadows
     # (the harness's old fixed setting; FIDELITY.md D5): re-evaluate it as it was trained.
     values.setdefault("render_shadows", False)

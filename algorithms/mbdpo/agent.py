@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from algorithms.common.buffer import ReplayBuffer
+from algorithms.common.buffer import Batch, ReplayBuffer
 from algorithms.common.config import ConfigError
 from algorithms.mbdpo.diffusion import ddpm_schedule, forward_noise
 from algorithms.mbdpo.energy import CLASSIFIER_VARIANTS, ClassifierEnergy, InfoNCEEnergy, released_pairs
@@ -136,18 +136,24 @@ class Config(TDMPC2Config):
 
 
 class Agent(TDMPC2Agent):
+    """MBDPO on one task, or multi-task as TD-MPC2's agent; multi-task, the energy F and the score network take
+    the task embedding concatenated to the latent, [z, e, a] and [z, e, A_t, emb(t)], as the released code."""
+
     def __init__(self, cfg: Config, spec, observation_space, action_space, device: torch.device,
-                 num_tasks: int = 1, task_id: int = 0):
-        super().__init__(cfg, spec, observation_space, action_space, device, num_tasks, task_id)
+                 num_tasks: int = 1, task_id: int = 0, action_dims: list[int] | None = None,
+                 discounts: list[float] | None = None):
+        super().__init__(cfg, spec, observation_space, action_space, device, num_tasks, task_id, action_dims,
+                         discounts)
         wm = self.model.cfg
         action_dim = action_space.shape[0]
         self.schedule = ddpm_schedule(cfg.diffusion_steps, cfg.beta_start, cfg.beta_end, cfg.beta_schedule, device)
         self.diffusion_cfg = cfg.diffusion()
+        conditioned = wm.latent_dim + self.model.task_dim  # [z, e]: the task embedding is 0-wide single-task
         if cfg.energy == "classifier":
-            self.energy: torch.nn.Module = ClassifierEnergy(wm.latent_dim, action_dim, wm.mlp_dim, cfg.energy_ema,
+            self.energy: torch.nn.Module = ClassifierEnergy(conditioned, action_dim, wm.mlp_dim, cfg.energy_ema,
                                                             cfg.energy_clip, cfg.classifier)
         else:
-            self.energy = InfoNCEEnergy(wm.latent_dim, action_dim, wm.mlp_dim, cfg.infonce_negatives)
+            self.energy = InfoNCEEnergy(conditioned, action_dim, wm.mlp_dim, cfg.infonce_negatives)
         self.energy.to(device)
         self.energy_in_joint_loss = cfg.energy == "classifier" and cfg.classifier == "released"
         if self.energy_in_joint_loss:  # one optimiser and one gradient clip with the world model, as released
@@ -177,7 +183,8 @@ class Agent(TDMPC2Agent):
 
     def shaped_reward(self, z: torch.Tensor, action: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
         """eq. (11)'s r̃: r̂ + η·clip(norm F) (classifier) or r̂ − λE (InfoNCE)."""
-        return self.model.reward_value(z, action, task) + self.energy_coef * self.energy.shaping(z, action)
+        return (self.model.reward_value(z, action, task)
+                + self.energy_coef * self.energy.shaping(self.model.task_emb_of(z, task), action))
 
     def reward_fn(self):
         """None (the plain model reward) when the energy weight is 0: the energy is then off exactly."""
@@ -201,7 +208,8 @@ class Agent(TDMPC2Agent):
         on_returns = None
         if self.cfg.weighting == "softmax" and not eval_mode:
             on_returns = self.return_scale.update
-        return diffusion_plan(self.model, z, self.schedule, self.diffusion_cfg, self.discount, self.reward_fn(),
+        return diffusion_plan(self.model, z, self.schedule, self.diffusion_cfg, self.planning_discount(task),
+                              self.reward_fn(),
                               prev_plan=prev_plan, task=task, eval_mode=eval_mode,
                               score_fn=(lambda a_t, t, z_: self.score_fn(a_t, t, z_, task)) if amortised else None,
                               return_scale=self.return_scale.value, on_returns=on_returns)
@@ -209,13 +217,13 @@ class Agent(TDMPC2Agent):
     @torch.no_grad()
     def act(self, obs: np.ndarray, eval_mode: bool) -> np.ndarray:
         self.model.eval()
-        z = self.model.encode(torch.as_tensor(obs, device=self.device).unsqueeze(0), self.task)
+        z = self.model.encode(self.obs_tensor(obs), self.task)
         plan = self.plan_diffusion(z, eval_mode, self.prev_plan, self.task, amortised=self.acts_with_score_network)
         self.prev_plan = plan.plan
         if self.score_net is not None and not eval_mode and self.cfg.score_points == "buffer+chain":
             for t, x in plan.chain:
                 self.chain_points.append((z[0], x[0], t))
-        return plan.action[0].cpu().numpy().astype(np.float32)
+        return self.task_action(plan.action)
 
     # --- learning -------------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -225,12 +233,14 @@ class Agent(TDMPC2Agent):
         if self.cfg.value_target == "prior":
             return super().td_target(next_z, reward, terminated, task)
         flat = next_z.reshape(-1, next_z.shape[-1])
-        plan = self.plan_diffusion(flat, eval_mode=True, amortised=True)
+        flat_task = None if task is None else task.repeat(next_z.shape[0])  # rows of next_z (H, B) time-major
+        plan = self.plan_diffusion(flat, eval_mode=True, task=flat_task, amortised=True)
         next_action = plan.action.view(*next_z.shape[:-1], -1)
-        return reward + self.discount * (1 - terminated) * self.target_q(next_z, next_action, task)
+        return reward + self.discount_of(task) * (1 - terminated) * self.target_q(next_z, next_action, task)
 
-    def update(self, buffer: ReplayBuffer) -> dict[str, float]:
-        """World model and policy prior (TD-MPC2's step), then the energy, then the score network."""
+    def update(self, buffer: ReplayBuffer | Batch) -> dict[str, float]:
+        """World model and policy prior (TD-MPC2's step), then the energy, then the score network. ``buffer``: a
+        replay buffer to sample from, or a sampled :class:`Batch` (multi-task: with ``task``)."""
         obs, action, reward, terminated, task = self._batch(buffer)
         metrics = self.update_world_model(obs, action, reward, terminated, task)
         separate_energy = self.energy_coef > 0 and not self.energy_in_joint_loss
@@ -265,17 +275,20 @@ class Agent(TDMPC2Agent):
         before this update's policy step (FIDELITY.md D2)."""
         if self.cfg.energy_pairing == "released":
             z, positives = released_pairs(rollout, action)
+            # multi-task, the released code's task ids go batch-major like its actions (each id H times in a row)
+            task_rows = None if task is None else task.repeat_interleave(rollout.shape[0])
         else:
             z, positives = rollout.reshape(-1, rollout.shape[-1]), action.reshape(-1, action.shape[-1])
-        task_rows = None if task is None else task.repeat(rollout.shape[0])
+            task_rows = None if task is None else task.repeat(rollout.shape[0])
         with torch.no_grad():
             prior_action = self.model.pi(z, task_rows).action
-        return self.energy.loss(z, positives, prior_action)
+        return self.energy.loss(self.model.task_emb_of(z, task_rows), positives, prior_action)
 
     def update_energy(self, z: torch.Tensor, action: torch.Tensor, task: torch.Tensor | None) -> dict[str, float]:
         """eq. (9) (InfoNCE) or the state-conditional classifier's BCE, on encoder latents and their actions."""
         with torch.no_grad():
             prior_action = self.model.pi(z, task).action
+            z = self.model.task_emb_of(z, task)  # detached: only the energy's own Adam steps here
         loss, metrics = self.energy.loss(z, action, prior_action)
         self.energy_optim.zero_grad(set_to_none=True)
         loss.backward()
@@ -295,6 +308,8 @@ class Agent(TDMPC2Agent):
             alpha_bar = self.schedule.alphas_bar[t].view(n, 1, 1)
             a_t = forward_noise(sequences[:n], alpha_bar, torch.randn_like(sequences[:n]))
         z, task = z[:n], None if task is None else task[:n]
+        if task is not None and self.model.multitask:  # a task's padded action dims stay 0, as in planning
+            a_t = a_t * self.model.action_masks[task.long()].unsqueeze(1)
         if self.cfg.score_points == "buffer+chain" and len(self.chain_points) > 0 and n > 1:
             k = n // 2
             picks = torch.randint(0, len(self.chain_points), (k,)).tolist()
@@ -303,7 +318,8 @@ class Agent(TDMPC2Agent):
             t = torch.cat([t[: n - k], torch.tensor([self.chain_points[i][2] for i in picks], device=self.device)])
         return z, a_t, t, task
 
-    def mc_targets(self, z: torch.Tensor, a_t: torch.Tensor, t: torch.Tensor, samples: int) -> torch.Tensor:
+    def mc_targets(self, z: torch.Tensor, a_t: torch.Tensor, t: torch.Tensor, samples: int,
+                   task: torch.Tensor | None = None) -> torch.Tensor:
         """MC score ŝ(A_t, t, z) (eq. 10) for each point, as the regression target of eq. (16)."""
         cfg = DiffusionConfig(**{**self.diffusion_cfg.__dict__, "num_samples": samples,
                                  "num_elites": self.cfg.score_elites or samples, "num_pi_trajs": self.cfg.score_pi_trajs})
@@ -311,27 +327,30 @@ class Agent(TDMPC2Agent):
         targets = []
         for i in range(z.shape[0]):  # each point has its own t, hence its own proposal
             zi = z[i: i + 1]
+            ti = None if task is None else task[i: i + 1]
+            task_b = None if ti is None else ti.reshape(1, 1)  # broadcasts over the candidates
             z_samples = zi.unsqueeze(1).expand(1, samples, -1)
 
-            def returns_of(candidates, z_samples=z_samples):
-                value = estimate_value(self.model, z_samples, candidates.permute(2, 0, 1, 3), self.discount,
-                                       None, reward_fn)
+            def returns_of(candidates, z_samples=z_samples, ti=ti, task_b=task_b):
+                value = estimate_value(self.model, z_samples, candidates.permute(2, 0, 1, 3),
+                                       self.planning_discount(ti), task_b, reward_fn)
                 return value.squeeze(-1).nan_to_num(0)
 
             fixed = None
             if cfg.num_pi_trajs > 0:
                 fixed = policy_trajectories(self.model, zi.unsqueeze(1).expand(1, cfg.num_pi_trajs, -1),
-                                            cfg.horizon, None).permute(1, 2, 0, 3)
+                                            cfg.horizon, task_b).permute(1, 2, 0, 3)
             alpha_bar = self.schedule.alphas_bar[t[i]]
+            mask = self.model.action_masks[ti.long()] if ti is not None and self.model.multitask else None
             targets.append(mc_score_estimate(a_t[i: i + 1], alpha_bar, returns_of, cfg, fixed,
-                                             self.return_scale.value).score)
+                                             self.return_scale.value, mask).score)
         return torch.cat(targets)
 
     def score_loss(self, z: torch.Tensor, sequences: torch.Tensor, task: torch.Tensor | None) -> torch.Tensor:
         """eq. (16): ‖s_θ(A_t, t, z) − ŝ(A_t, t, z)‖² on MC score targets."""
         z, a_t, t, task = self.score_training_points(z, sequences, task)
         with torch.no_grad():
-            targets = self.mc_targets(z, a_t, t, self.cfg.score_mc_samples)
+            targets = self.mc_targets(z, a_t, t, self.cfg.score_mc_samples, task)
         return score_matching_loss(self.score_fn(a_t, t, z, task), targets)
 
     def update_score_network(self, z: torch.Tensor, sequences: torch.Tensor, task) -> dict[str, float]:
@@ -373,7 +392,7 @@ class Agent(TDMPC2Agent):
         else:
             next_train = self.plan_diffusion(next_z, eval_mode=True, task=task_n, amortised=True).action
         errors = td_errors(model, z, action[0, :n], reward[0, :n], next_z, next_train, next_acting,
-                           self.discount, task_n)
+                           self.discount_of(task_n), task_n)
         model.train()
         return {**drift, **behaviour_drift(acting.action, action[0, :n]), **errors}
 

@@ -42,15 +42,18 @@ class MCEstimate:
 
 def mc_score_estimate(a_t: torch.Tensor, alpha_bar: torch.Tensor, returns_of: Callable[[torch.Tensor], torch.Tensor],
                       cfg: DiffusionConfig, fixed_candidates: torch.Tensor | None = None,
-                      scale: float | torch.Tensor = 1.0) -> MCEstimate:
+                      scale: float | torch.Tensor = 1.0, action_mask: torch.Tensor | None = None) -> MCEstimate:
     """eq. (10, 15): draw N candidates A_0 ~ N(A_t/√ᾱ_t, (1−ᾱ_t)/ᾱ_t) (clipped), replace the first P by
     ``fixed_candidates`` (policy-prior rollouts, (B, P, H, A)), weight them by their returns, and return the
-    posterior mean and the score. ``returns_of`` maps candidates (B, N, H, A) to returns (B, N)."""
+    posterior mean and the score. ``returns_of`` maps candidates (B, N, H, A) to returns (B, N). Multi-task,
+    ``action_mask`` (B, A) zeroes each task's padded action dims of the drawn candidates (as released)."""
     mean, std = candidate_proposal(a_t, alpha_bar)
     b, (h, a) = a_t.shape[0], a_t.shape[1:]
     candidates = mean.unsqueeze(1) + std.unsqueeze(1) * torch.randn(b, cfg.num_samples, h, a, device=a_t.device)
     if cfg.clip_candidates:
         candidates = candidates.clamp(-1, 1)
+    if action_mask is not None:
+        candidates = candidates * action_mask[:, None, None, :]
     if fixed_candidates is not None and fixed_candidates.shape[1] > 0:
         candidates[:, : fixed_candidates.shape[1]] = fixed_candidates
     returns = returns_of(candidates)
@@ -92,6 +95,8 @@ def diffusion_plan(model: WorldModel, z: torch.Tensor, schedule: DiffusionSchedu
     b, h, a = z.shape[0], cfg.horizon, model.action_dim
     steps = schedule.steps
     task_b = None if task is None else task.reshape(b, 1)
+    # multi-task: each task's padded action dims stay 0 along the whole reverse process, as released
+    mask = model.action_masks[task.long()].view(b, 1, a) if task is not None and model.multitask else None
     if cfg.sampler == "deterministic":
         start = torch.zeros(b, h, a, device=z.device)
         if cfg.warm_start and prev_plan is not None:
@@ -101,6 +106,8 @@ def diffusion_plan(model: WorldModel, z: torch.Tensor, schedule: DiffusionSchedu
         x = torch.randn(b, h, a, device=z.device)
     else:
         raise ValueError(f"unknown sampler {cfg.sampler!r}; valid: 'deterministic', 'ddpm'")
+    if mask is not None:
+        x = x * mask
 
     z_samples = z.unsqueeze(1).expand(b, cfg.num_samples, -1)
 
@@ -125,15 +132,20 @@ def diffusion_plan(model: WorldModel, z: torch.Tensor, schedule: DiffusionSchedu
         if score_fn is not None:
             score = score_fn(x, torch.full((b,), t, device=z.device), z)
         else:
-            estimate = mc_score_estimate(x, alpha_bar, returns_of, cfg, prior_candidates(), return_scale)
+            estimate = mc_score_estimate(x, alpha_bar, returns_of, cfg, prior_candidates(), return_scale,
+                                         None if mask is None else mask[:, 0])
             score = estimate.score
         if cfg.sampler == "deterministic":
             x = reverse_step_deterministic(x, score, alpha, alpha_bar)
         else:
             noise = None if (t == 1 or eval_mode) else torch.randn_like(x)
             x = reverse_step_ddpm(x, score, alpha, beta, noise)
+        if mask is not None:
+            x = x * mask
     action = x[:, 0].clamp(-1, 1)
     if not eval_mode and cfg.exploration_noise > 0:
         action = (action + cfg.exploration_noise * torch.randn_like(action)).clamp(-1, 1)
+    if mask is not None:
+        action = action * mask[:, 0]
     return DiffusionPlan(action=action, plan=x, search_mean=None if estimate is None else estimate.first_mean,
                          search_std=None if estimate is None else estimate.first_std, chain=chain)

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from algorithms.common.agent import Agent as AgentBase
-from algorithms.common.buffer import ReplayBuffer
+from algorithms.common.buffer import Batch, ReplayBuffer
 from algorithms.common.config import ConfigError, check_ranges
 from algorithms.tdmpc2.planner import MPPIConfig, Plan, mppi_plan
 from algorithms.world_model import WorldModel, resolve
@@ -159,19 +159,39 @@ class Config:
 
 
 class Agent(AgentBase):
-    """TD-MPC2 on one task (``task_id`` selects the embedding when the model is multi-task)."""
+    """TD-MPC2 on one task, or multi-task (``num_tasks`` > 1) as the released code: a task embedding concatenated
+    to every head's input, observations zero-padded to ``observation_space`` (the largest task's), actions of
+    ``action_space`` (the largest) masked to each task's ``action_dims``, and one discount per task
+    (``discounts``: the released heuristic from each task's episode length, ``TaskSpec.discount``).
+    ``task_id`` (or :meth:`set_task`) selects the task ``act`` plays: it pads that task's observation and
+    returns an action of that task's size. Updates take each row's task from the batch (``Batch.task``)."""
 
     def __init__(self, cfg: Config, spec, observation_space, action_space, device: torch.device,
-                 num_tasks: int = 1, task_id: int = 0):
+                 num_tasks: int = 1, task_id: int = 0, action_dims: list[int] | None = None,
+                 discounts: list[float] | None = None):
         super().__init__(cfg, spec, observation_space, action_space, device)
         cfg.validate()
         self.horizon = cfg.horizon
         self.discount = cfg.discount if cfg.discount is not None else spec.discount
         self.replay_open_episode = cfg.replay_open_episode
+        full = action_space.shape[0]
+        self.action_dims = [int(d) for d in action_dims] if action_dims is not None else [full] * num_tasks
+        if len(self.action_dims) != num_tasks or not all(0 < d <= full for d in self.action_dims):
+            raise ValueError(f"action_dims {self.action_dims} must give one size in 1..{full} per task ({num_tasks})")
+        if discounts is not None and len(discounts) != num_tasks:
+            raise ValueError(f"discounts has {len(discounts)} entries for {num_tasks} tasks")
         overrides = {**cfg.model_overrides(), "task_dim": cfg.task_dim or default_task_dim(num_tasks)}
         self.model = WorldModel(resolve(cfg.model_size, **overrides), observation_space.shape,
-                                action_space.shape[0], num_tasks=num_tasks).to(device)
+                                full, num_tasks=num_tasks,
+                                action_dims=self.action_dims if num_tasks > 1 else None).to(device)
         self.task = torch.tensor([task_id], device=device) if num_tasks > 1 else None
+        self.task_id = task_id
+        self.discounts: torch.Tensor | None = None
+        if num_tasks > 1:  # one discount per task (the released multi-task code); agent.discount overrides all
+            per_task = [cfg.discount if cfg.discount is not None else float(d)
+                        for d in (discounts if discounts is not None else [self.discount] * num_tasks)]
+            self.discounts = torch.tensor(per_task, dtype=torch.float32, device=device)
+            self.discount = per_task[task_id]
         self.mppi_cfg = cfg.mppi(action_space.shape[0])
         model = self.model
         encoder_lr = cfg.lr * cfg.enc_lr_scale
@@ -190,19 +210,57 @@ class Agent(AgentBase):
         self.num_updates = 0
         self.rho_weights = cfg.rho ** torch.arange(cfg.horizon + 1, dtype=torch.float32, device=device)
 
+    # --- tasks ------------------------------------------------------------------------------------------------
+    def set_task(self, task_id: int) -> None:
+        """Play task ``task_id`` of a multi-task agent from now on: its embedding, discount and action size."""
+        if self.discounts is None:
+            raise RuntimeError("set_task needs a multi-task agent (num_tasks > 1)")
+        if not 0 <= task_id < len(self.action_dims):
+            raise ValueError(f"task id {task_id} out of range 0..{len(self.action_dims) - 1}")
+        self.task_id = task_id
+        self.task = torch.tensor([task_id], device=self.device)
+        self.discount = float(self.discounts[task_id])
+        self.reset()
+
+    def discount_of(self, task: torch.Tensor | None) -> float | torch.Tensor:
+        """The discount of each row (B, 1) of a multi-task batch (the released per-task discounts), else the scalar."""
+        if self.discounts is None or task is None:
+            return self.discount
+        return self.discounts[task.long()].unsqueeze(-1)
+
+    def planning_discount(self, task: torch.Tensor | None) -> float | torch.Tensor:
+        """The discount of each planned state (B, 1, 1: it broadcasts over the samples), else the scalar."""
+        if self.discounts is None or task is None:
+            return self.discount
+        return self.discounts[task.long()].view(-1, 1, 1)
+
+    def obs_tensor(self, obs: np.ndarray) -> torch.Tensor:
+        """One observation as a batch of one; a multi-task agent zero-pads a smaller task's state (as the
+        released multi-task wrapper does)."""
+        x = torch.as_tensor(obs, device=self.device)
+        size = self.observation_space.shape[0]
+        if self.discounts is not None and not self.model.pixels and x.shape[-1] < size:
+            x = F.pad(x, (0, size - x.shape[-1]))
+        return x.unsqueeze(0)
+
+    def task_action(self, action: torch.Tensor) -> np.ndarray:
+        """The first row of ``action`` for the env; a multi-task agent drops the current task's padded dims."""
+        out = action[0].cpu().numpy().astype(np.float32)
+        return out[: self.action_dims[self.task_id]] if self.discounts is not None else out
+
     # --- acting -----------------------------------------------------------------------------------------------
     def reset(self) -> None:
         self.prev_mean = None
 
     def plan(self, z: torch.Tensor, eval_mode: bool, prev_mean: torch.Tensor | None = None,
              task: torch.Tensor | None = None) -> Plan:
-        return mppi_plan(self.model, z, self.mppi_cfg, self.discount, prev_mean=prev_mean, task=task,
-                         eval_mode=eval_mode)
+        return mppi_plan(self.model, z, self.mppi_cfg, self.planning_discount(task), prev_mean=prev_mean,
+                         task=task, eval_mode=eval_mode)
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, eval_mode: bool) -> np.ndarray:
         self.model.eval()
-        z = self.model.encode(torch.as_tensor(obs, device=self.device).unsqueeze(0), self.task)
+        z = self.model.encode(self.obs_tensor(obs), self.task)
         if self.cfg.mpc:
             plan = self.plan(z, eval_mode, self.prev_mean, self.task)
             self.prev_mean = plan.mean
@@ -210,18 +268,21 @@ class Agent(AgentBase):
         else:
             out = self.model.pi(z, self.task)
             action = out.mean if eval_mode else out.action
-        return action[0].cpu().numpy().astype(np.float32)
+        return self.task_action(action)
 
     @torch.no_grad()
     def value_estimate(self, obs: np.ndarray) -> float:
         """Q(z_0, π(z_0)) of a start state: compared with the collected return, it shows over-estimation."""
         self.model.eval()
-        z = self.model.encode(torch.as_tensor(obs, device=self.device).unsqueeze(0), self.task)
+        z = self.model.encode(self.obs_tensor(obs), self.task)
         return self.model.Q(z, self.model.pi(z, self.task).mean, self.task, return_type="avg").item()
 
     # --- learning ---------------------------------------------------------------------------------------------
-    def _batch(self, buffer: ReplayBuffer):
-        batch = buffer.sample(self.cfg.batch_size, horizon=self.cfg.horizon)
+    def _batch(self, source: ReplayBuffer | Batch):
+        """The update's tensors, time-major: a :class:`Batch` as given (offline training samples its own, e.g. from
+        ``offline.cache.DatasetCache``, whose ``task`` holds each row's task id), else ``batch_size``
+        sub-trajectories sampled from ``source``."""
+        batch = source if isinstance(source, Batch) else source.sample(self.cfg.batch_size, horizon=self.cfg.horizon)
         dev = self.device
         obs = torch.as_tensor(batch.obs, device=dev).transpose(0, 1)  # (H+1, B, ...)
         action = torch.as_tensor(batch.action, device=dev).transpose(0, 1)
@@ -229,7 +290,10 @@ class Agent(AgentBase):
         terminated = torch.as_tensor(batch.terminated, device=dev, dtype=torch.float32).transpose(0, 1).unsqueeze(-1)
         if self.model.pixels and not self.model.augment_in_encoder:  # augment="batch" (FIDELITY.md D5)
             obs = self.model.augment(obs)
-        task = None if self.task is None else self.task.expand(obs.shape[1])
+        if self.discounts is not None and batch.task is not None:  # a multi-task dataset: each row's own task
+            task = torch.as_tensor(batch.task, device=dev).long()
+        else:
+            task = None if self.task is None else self.task.expand(obs.shape[1])
         return obs, action, reward, terminated, task
 
     def target_q(self, next_z: torch.Tensor, next_action: torch.Tensor, task: torch.Tensor | None) -> torch.Tensor:
@@ -242,10 +306,11 @@ class Agent(AgentBase):
                   task: torch.Tensor | None) -> torch.Tensor:
         """y = r + γ (1 − d) min(Q̄_i, Q̄_j)(z', a'), a' ~ π(z')."""
         next_action = self.model.pi(next_z, task).action
-        return reward + self.discount * (1 - terminated) * self.target_q(next_z, next_action, task)
+        return reward + self.discount_of(task) * (1 - terminated) * self.target_q(next_z, next_action, task)
 
-    def update(self, buffer: ReplayBuffer) -> dict[str, float]:
-        """One TD-MPC2 update: world model (consistency, reward, value[, termination]), then the policy prior."""
+    def update(self, buffer: ReplayBuffer | Batch) -> dict[str, float]:
+        """One TD-MPC2 update: world model (consistency, reward, value[, termination]), then the policy prior.
+        ``buffer``: a replay buffer to sample from, or a sampled :class:`Batch` (multi-task: with ``task``)."""
         batch = self._batch(buffer)
         metrics = self.update_world_model(*batch)
         self.num_updates += 1
@@ -338,7 +403,7 @@ class Agent(AgentBase):
         drift = search_prior_drift(search.mean[:, 0], search.std[:, 0], prior.mu, prior.log_std)
         next_search = self.plan(next_z, eval_mode=True, task=task_n)
         errors = td_errors(model, z, action[0, :n], reward[0, :n], next_z, model.pi(next_z, task_n).action,
-                           next_search.mean[:, 0], self.discount, task_n)
+                           next_search.mean[:, 0], self.discount_of(task_n), task_n)
         model.train()
         return {**drift, **behaviour_drift(search.action, action[0, :n]), **errors}
 

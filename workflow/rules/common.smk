@@ -1,3 +1,5 @@
+import re
+
 # Plan the config once, at parse time: every run, what cannot run on this machine, and a bad key or value stops
 # here, before any job starts.
 import plan as _plan
@@ -6,8 +8,13 @@ try:
     RUNS = _plan.expand(config)
     if config.get("check_overrides", True):
         _plan.check_overrides(RUNS)
+    OFFLINE_RUNS = _plan.expand_offline(config)  # the `offline` section: rule train_offline (rules/offline.smk)
 except _plan.PlanError as err:
     raise WorkflowError(f"config error: {err}")
+
+# Run families of offline runs belong to rule train_offline only; online rules never match them.
+OFFLINE_NAMES = "|".join(sorted({re.escape(run.name) for run in OFFLINE_RUNS})) or "(?!)"
+ONLINE_NAME = rf"(?!(?:{OFFLINE_NAMES})/)[^/]+"  # the whole name, up to its /
 
 RESULTS = config.get("results_dir", "results")
 USE_GPU = bool(config.get("gpu", False))

@@ -29,6 +29,7 @@ rule train:
     log:
         f"{RESULTS}/logs/train/{{name}}/{{task}}/{{seed}}.log",
     wildcard_constraints:
+        name=ONLINE_NAME,
         seed=r"\d+",
         task=rf"(?!(?:{MS2_TASKS})/)[^/]+",
     script:
@@ -50,6 +51,7 @@ rule train_maniskill2:
     log:
         f"{RESULTS}/logs/train/{{name}}/{{task}}/{{seed}}.log",
     wildcard_constraints:
+        name=ONLINE_NAME,
         seed=r"\d+",
         task=MS2_TASKS,
     conda:

@@ -32,6 +32,13 @@ MS_PER_ENV_STEP = {
     ("tdmpc2", "340M"): {"cpu": 30000.0, "gpu": 120.0},
 }
 PIXEL_FACTOR = 2.0
+# Rough cost of one offline update at batch 1024 (ms) per preset. CPU 1.7M/6M: benchmarks/offline_updates.py on
+# this project's 2-core CPU (MBDPO, 2026-12-01: 1165 and 4104 ms), rounded up for the evaluation share; 21M and
+# above scaled by parameter count. GPU: not measured (no GPU here), guesses that only size the time requests.
+MS_PER_UPDATE = {
+    "1.7M": {"cpu": 1300.0, "gpu": 15.0}, "6M": {"cpu": 4500.0, "gpu": 20.0}, "21M": {"cpu": 18000.0, "gpu": 35.0},
+    "54M": {"cpu": 45000.0, "gpu": 60.0}, "340M": {"cpu": 300000.0, "gpu": 200.0},
+}
 
 
 class PlanError(ValueError):
@@ -135,13 +142,95 @@ def _slug(parameter: str, value: Any) -> str:
 
 
 NOT_IMPLEMENTED = {
-    "offline": "offline multi-task pretraining (the scaling sweep) is not implemented yet",
     "o2o": "offline-to-online fine-tuning is not implemented yet (it needs offline multi-task pretraining)",
 }
 
 
+@dataclass(frozen=True)
+class OfflineRun:
+    """One offline (multi-task) run: ``algo`` trained for ``steps`` gradient updates on the dataset folder
+    ``dataset``; its folder is ``{results_dir}/runs/{name}/{dataset folder name}/{seed}`` as the trainer writes it."""
+
+    name: str
+    algo: str
+    dataset: str
+    seed: int
+    steps: int
+    overrides: tuple[tuple[str, Any], ...] = field(default=())
+
+    @property
+    def dataset_name(self) -> str:
+        from pathlib import Path
+
+        return Path(self.dataset).resolve().name
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}/{self.dataset_name}/{self.seed}"
+
+    def overrides_dict(self) -> dict[str, str]:
+        return {k: _format(v) for k, v in self.overrides}
+
+
+OFFLINE_ALGORITHMS = ("tdmpc2", "mbdpo")
+
+
+def expand_offline(config: dict) -> list[OfflineRun]:
+    """The ``offline`` section's runs: every algorithm × model size × dataset × seed (``PlanError`` names a bad
+    key). Keys: ``algorithms``, ``datasets`` (label → dataset folder; a folder another rule may produce),
+    ``model_sizes`` (optional: one run family ``<algo>-offline-<size>`` per preset), ``seeds``, ``steps``
+    (gradient updates) and ``overrides`` (``all``/per-algorithm config keys, e.g. ``eval_every``)."""
+    block = config.get("offline")
+    if not block:
+        return []
+    where = "offline"
+    algos = [_check_algo(a, f"{where}.algorithms") for a in block.get("algorithms") or []]
+    bad = [a for a in algos if a not in OFFLINE_ALGORITHMS]
+    if not algos or bad:
+        raise PlanError(f"{where}.algorithms: give one or more of {', '.join(OFFLINE_ALGORITHMS)} (the multi-task "
+                        f"agents), got {block.get('algorithms')!r}")
+    datasets = block.get("datasets")
+    if not isinstance(datasets, dict) or not datasets or not all(isinstance(v, str) and v for v in datasets.values()):
+        raise PlanError(f"{where}.datasets: give a mapping of labels to dataset folders (e.g. mt30: data/offline/mt30),"
+                        f" got {datasets!r}")
+    steps = block.get("steps")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
+        raise PlanError(f"{where}.steps: the number of gradient updates, a positive integer, got {steps!r}")
+    seeds = _check_seeds(block.get("seeds"), f"{where}.seeds")
+    sizes = block.get("model_sizes") or [None]
+    from algorithms.world_model.presets import PRESETS
+
+    for size in sizes:
+        if size is not None and str(size) not in PRESETS:
+            raise PlanError(f"{where}.model_sizes: unknown preset {size!r}; valid: {', '.join(PRESETS)}")
+    runs: dict[str, OfflineRun] = {}
+    for algo in dict.fromkeys(algos):
+        base = _overrides_for(block, algo)
+        for size in sizes:
+            overrides = dict(base) if size is None else {**base, "agent.model_size": str(size)}
+            name = f"{algo}-offline" + ("" if size is None else f"-{size}")
+            for path in datasets.values():
+                for seed in seeds:
+                    run = OfflineRun(name, algo, path, seed, steps, tuple(sorted(overrides.items())))
+                    if run.key in runs:
+                        raise PlanError(f"{where}.datasets: two datasets share the folder name "
+                                        f"{run.dataset_name!r} (run {run.key}); rename one")
+                    runs[run.key] = run
+    return list(runs.values())
+
+
+def offline_resources(run: OfflineRun, gpu: bool, threads: int | None = None) -> dict[str, Any]:
+    """Scheduler hints of an offline run from its preset and its updates (benchmarks/offline_updates.py)."""
+    size = dict(run.overrides).get("agent.model_size", "6M")
+    ms = MS_PER_UPDATE.get(str(size), MS_PER_UPDATE["6M"])["gpu" if gpu else "cpu"]
+    runtime = max(10, math.ceil(1.5 * run.steps * ms / 60000))
+    mem_mb = 8000 + {"340M": 16000, "54M": 4000}.get(str(size), 0)
+    return {"threads": threads or (4 if gpu else 2), "mem_mb": mem_mb, "runtime": runtime, "gpu": 1 if gpu else 0}
+
+
 def expand(config: dict) -> list[Run]:
-    """Every run a config asks for, in a stable order, validated (``PlanError`` names the bad key and value)."""
+    """Every online run a config asks for, in a stable order, validated (``PlanError`` names the bad key and
+    value). The ``offline`` section's runs are :func:`expand_offline`'s."""
     for key, message in NOT_IMPLEMENTED.items():
         if config.get(key):
             raise PlanError(f"'{key}': {message}; this config cannot run yet")

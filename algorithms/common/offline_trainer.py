@@ -1,0 +1,260 @@
+"""Multi-task offline training on a dataset: gradient updates only, periodic evaluation of every task in its env.
+
+The life cycle is the online one (``algorithms.common.trainer``): the same run folder, lock, config.yaml, run.json,
+CSV logs, checkpoints with SHA-256 sidecars, atomic writes, SIGTERM handling and resume; :class:`OfflineTrainer`
+overrides only what differs. ``steps`` counts gradient updates (run.json ``step_unit: update``), and so do
+``eval_every``, ``checkpoint_every`` and ``log_every``. Each update samples ``offline.batch_size`` (released 1024)
+sub-trajectories of H+1 steps from the dataset's memory-mapped cache (``offline.cache``); nothing acts in an
+environment while training. Every ``eval_every`` updates each task of the dataset is evaluated in its real
+environment (``eval_episodes`` episodes, seeds derived from (run seed, evaluation index, task id, episode) as the
+online evaluation does), one eval.csv row per task with a ``task`` column (run-file format 3, results/README.md).
+
+As in the released TD-MPC2 offline trainer (``tdmpc2/trainer/offline_trainer.py``), a multi-task agent gets the
+largest task's observation and action sizes, a learnable task embedding (``agent.task_dim``; 64 up to 30 tasks,
+96 beyond, max-norm 1), per-task action masks and one discount per task from its episode length
+(``TaskSpec.discount``). Checkpoints hold the agent, the cache sampler's RNG, the global RNGs, the counters and
+a copy of the logs, so a run killed at any point and started again ends with the same eval.csv, bit for bit
+on CPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from algorithms.common import runfiles
+from algorithms.common.agent import Agent
+from algorithms.common.checkpoint import CheckpointManager
+from algorithms.common.config import ConfigError, RunConfig, config_hash, to_dict
+from algorithms.common.device import resolve_device
+from algorithms.common.seeding import derived_seed, seed_everything
+from algorithms.common.sinks import make_sinks
+from algorithms.common.trainer import (BUFFER, EVAL_COLUMNS, EVAL_EPISODES, PARAMETER_CHECK_EVERY,
+                                       MetricAccumulator, OnlineTrainer, RunError, check_finite, evaluate_policy)
+from algorithms.registry import get_algorithm
+from envs import availability, make_env
+from envs.registry import get_task
+from offline.dataset import MANIFEST, DatasetError, read_manifest
+
+OFFLINE_RUN_FORMAT_VERSION = 3
+"""Run-file format of offline runs: run.json gains ``step_unit``, ``tasks``, ``dataset``; eval.csv gains ``task``
+(results/README.md). Online runs, whose files did not change, still write format 2."""
+STEP_UNIT = "update"
+OFFLINE_EVAL_COLUMNS = ("step", "task", *EVAL_COLUMNS[1:])
+OFFLINE_TRAIN_COLUMNS = ("step", "updates", "wall_time_s", "updates_per_s", "update_ms", "sample_ms")
+
+
+def validate_offline(cfg: RunConfig) -> None:
+    """ConfigError naming the first problem of an offline run's config: no ``steps``, a bad batch size, a dataset
+    that cannot be read, a dataset task missing from the registry or not available here (and why), or an
+    algorithm without multi-task support."""
+    if cfg.steps is None:
+        raise ConfigError("config key 'steps' is required for offline training: the number of gradient updates "
+                          "(e.g. steps=100000)")
+    if cfg.offline.batch_size <= 0:
+        raise ConfigError(f"config key 'offline.batch_size' must be positive, got {cfg.offline.batch_size}")
+    try:
+        manifest = read_manifest(cfg.offline.dataset)
+    except DatasetError as err:
+        raise ConfigError(f"config key 'offline.dataset': {err}") from None
+    for task in manifest["tasks"]:
+        try:
+            spec = get_task(task, "state")
+        except (KeyError, ValueError) as err:
+            raise ConfigError(f"task {task!r} of dataset {cfg.offline.dataset}: {err}") from None
+        ok, reason = availability(spec)
+        if not ok:
+            raise ConfigError(f"task {task!r} of dataset {cfg.offline.dataset} is not available on this machine "
+                              f"({reason}); offline training evaluates every task of the dataset")
+    agent_cls = get_algorithm(cfg.algo).load().Agent
+    if not hasattr(agent_cls, "set_task"):
+        raise ConfigError(f"algorithm {cfg.algo!r} has no multi-task agent; offline training supports tdmpc2 and "
+                          "mbdpo")
+
+
+def manifest_digest(path: str | Path) -> str:
+    """SHA-256 of the dataset's manifest, which records every file's SHA-256: the data a run trained on."""
+    return hashlib.sha256((Path(path) / MANIFEST).read_bytes()).hexdigest()
+
+
+class OfflineTrainer(OnlineTrainer):
+    """One offline run: the online life cycle (resume, checkpoints, run files) with updates from a dataset."""
+
+    step_key = "updates"
+
+    def __init__(self, cfg: RunConfig, run_dir: Path):  # noqa: super().__init__ would build an env and a buffer
+        from offline import open_dataset
+
+        self.cfg = cfg
+        self.run_dir = run_dir
+        self.device = resolve_device(cfg.device)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        seed_everything(cfg.seed)
+        self.dataset_path = Path(cfg.offline.dataset)
+        self.dataset_digest = manifest_digest(self.dataset_path)
+        self.dataset = open_dataset(self.dataset_path, seed=derived_seed(cfg.seed, BUFFER))
+        self.tasks = list(self.dataset.tasks)
+        self.specs = [get_task(task, "state") for task in self.tasks]
+        self.spec = self.specs[0]
+        self.eval_envs = []
+        for i, task in enumerate(self.tasks):
+            env = make_env(task, seed=cfg.seed, obs="state", shadows=cfg.render_shadows)
+            sizes = (env.observation_space.shape[0], env.action_space.shape[0])
+            if sizes != (self.dataset.obs_dims[i], self.dataset.action_dims[i]):
+                raise DatasetError(f"task {task} of {self.dataset_path}: the dataset records observation/action "
+                                   f"sizes {self.dataset.obs_dims[i]}/{self.dataset.action_dims[i]}, its "
+                                   f"environment here has {sizes[0]}/{sizes[1]}")
+            self.eval_envs.append(env)
+        num_tasks = len(self.tasks)
+        observation_space = gym.spaces.Box(-np.inf, np.inf, (self.dataset.obs_dim,), np.float32)
+        action_space = gym.spaces.Box(-1.0, 1.0, (self.dataset.action_dim,), np.float32)
+        algorithm = get_algorithm(cfg.algo).load()
+        self.agent: Agent = algorithm.Agent(cfg.agent, self.spec, observation_space, action_space, self.device,
+                                            num_tasks=num_tasks, task_id=0, action_dims=self.dataset.action_dims,
+                                            discounts=[spec.discount for spec in self.specs])
+        if not self.dataset.can_sample(self.agent.horizon):
+            raise DatasetError(f"{self.dataset_path}: no episode has {self.agent.horizon} steps, the agent's "
+                               f"horizon; use a dataset of longer episodes or a shorter agent.horizon")
+        self.total = int(cfg.steps)
+        self.eval_every = cfg.eval_every or max(self.total // 10, 1)
+        self.checkpoint_every = cfg.checkpoint_every or self.eval_every
+        self.counters = {"updates": 0, "evaluations": 0, "next_eval": 0, "next_checkpoint": self.checkpoint_every,
+                         "next_log": cfg.log_every}
+        self.metrics = MetricAccumulator()
+        self.timing = MetricAccumulator()
+        self.eval_log = runfiles.CsvLog(run_dir / "eval.csv", OFFLINE_EVAL_COLUMNS)
+        self.train_log = runfiles.CsvLog(run_dir / "train.csv", OFFLINE_TRAIN_COLUMNS)
+        self.checkpoints = CheckpointManager(run_dir / "checkpoints", keep=cfg.keep_checkpoints)
+        self.elapsed_before = 0.0
+        self.started = time.perf_counter()
+        self.last_eval_return: float | None = None
+        self.last_metrics: dict[str, float] = {}
+        self.run_info: dict[str, Any] = {}
+        self.sinks = make_sinks(cfg.loggers, run_dir, f"{cfg.run_name}-{run_dir.parent.name}-{cfg.seed}",
+                                to_dict(cfg))
+
+    # --- the life-cycle hooks (see OnlineTrainer) ----------------------------------------------------------
+    def logs(self) -> dict[str, runfiles.CsvLog]:
+        return {"eval": self.eval_log, "train": self.train_log}
+
+    def sampler_state(self) -> dict[str, Any]:
+        return {"dataset": self.dataset.state_dict(), "dataset_digest": self.dataset_digest}
+
+    def load_sampler_state(self, state: dict[str, Any]) -> None:
+        if state["dataset_digest"] != self.dataset_digest:
+            raise RunError(f"{self.run_dir} was trained on another version of {self.dataset_path} (its manifest "
+                           "changed since the checkpoint was written); resuming would not reproduce the run. Use "
+                           "another --results-dir or name=..., or delete that folder")
+        self.dataset.load_state_dict(state["dataset"])
+
+    def write_run_info(self, status: str, **extra: Any) -> None:
+        self.run_info.update({
+            "format_version": OFFLINE_RUN_FORMAT_VERSION, "status": status, "algo": self.cfg.algo,
+            "name": self.cfg.run_name, "task": self.run_dir.parent.name, "tasks": self.tasks,
+            "suite": "multi-task", "domain": "multi-task", "seed": self.cfg.seed,
+            "config_hash": config_hash(self.cfg), "step_unit": STEP_UNIT,
+            "steps_done": self.counters["updates"], "total_steps": self.total,
+            "dataset": str(self.dataset_path.resolve()), "dataset_manifest_sha256": self.dataset_digest,
+            "wall_time_s": round(self.wall_time, 3), "device": str(self.device), "updated_at": runfiles.now(),
+            **extra,
+        })
+        runfiles.atomic_write_json(self.run_dir / "run.json", self.run_info)
+
+    # --- the loop ----------------------------------------------------------------------------------------------
+    def evaluate(self) -> None:
+        """Every task of the dataset in its real env, with the deterministic policy; one eval.csv row per task."""
+        index, step = self.counters["evaluations"], self.counters["updates"]
+        means = []
+        for task_id, (task, env) in enumerate(zip(self.tasks, self.eval_envs)):
+            if len(self.tasks) > 1:
+                self.agent.set_task(task_id)
+            result = evaluate_policy(self.agent, env, self.cfg.eval_episodes,
+                                     lambda k, t=task_id: derived_seed(self.cfg.seed, EVAL_EPISODES, index, t, k))
+            result.pop("returns")
+            row = {"step": step, "task": task, **result}
+            self.eval_log.append(row)
+            for sink in self.sinks:
+                sink.log(f"eval/{task}", step, row)
+            means.append(result["episode_return"])
+        self.eval_log.flush()
+        self.counters["evaluations"] += 1
+        self.last_eval_return = float(np.mean(means))
+
+    def log_train_row(self, updates_per_s: float) -> None:
+        timing = self.timing.means()
+        row = {"step": self.counters["updates"], "updates": self.counters["updates"],
+               "wall_time_s": round(self.wall_time, 3), "updates_per_s": round(updates_per_s, 2),
+               "update_ms": timing.get("update_s", math.nan) * 1e3,
+               "sample_ms": timing.get("sample_s", math.nan) * 1e3, **self.metrics.means()}
+        self.train_log.append(row)
+        self.train_log.flush()
+        for sink in self.sinks:
+            sink.log("train", row["step"], row)
+        self.metrics.clear()
+        self.timing.clear()
+
+    def update_until(self, stop: int, progress: tqdm) -> None:
+        """Gradient updates until ``stop`` updates are done, logging train.csv every ``log_every`` updates."""
+        c = self.counters
+        interval_start, interval_updates = time.perf_counter(), 0
+        while c["updates"] < stop:
+            tic = time.perf_counter()
+            batch = self.dataset.sample(self.cfg.offline.batch_size, self.agent.horizon)
+            toc = time.perf_counter()
+            metrics = self.agent.update(batch)
+            self.timing.add({"sample_s": toc - tic, "update_s": time.perf_counter() - toc})
+            c["updates"] += 1
+            interval_updates += 1
+            self.last_metrics = metrics
+            check_finite(metrics, c["updates"], c["updates"],
+                         self.agent if c["updates"] % PARAMETER_CHECK_EVERY == 0 else None, unit="update")
+            self.metrics.add(metrics)
+            if c["updates"] >= c["next_log"]:
+                now = time.perf_counter()
+                self.log_train_row(interval_updates / max(now - interval_start, 1e-9))
+                interval_start, interval_updates = now, 0
+                c["next_log"] += self.cfg.log_every
+            progress.update(1)
+
+    def run(self) -> Path:
+        c = self.counters
+        resumed = self.resume()
+        self.write_run_info("running", started_at=runfiles.now(), resumed=resumed,
+                            git_commit=runfiles.git_commit(), versions=runfiles.package_versions(),
+                            **runfiles.host_info())
+        with tqdm(total=self.total, initial=min(c["updates"], self.total), unit="update",
+                  disable=not self.cfg.progress, dynamic_ncols=True, mininterval=1.0 if sys.stderr.isatty() else 30.0,
+                  desc=f"{self.cfg.algo} offline {self.run_dir.parent.name} s{self.cfg.seed}") as progress:
+            last_checkpoint = c["updates"] if resumed else -1
+            while True:  # each pass is one boundary: evaluation, then checkpoint, as online
+                finished = c["updates"] >= self.total
+                if c["updates"] >= c["next_eval"] or finished:
+                    c["next_eval"] = max(c["next_eval"], c["updates"] - c["updates"] % self.eval_every)
+                    c["next_eval"] += self.eval_every
+                    self.evaluate()
+                    progress.set_postfix(eval_return=f"{self.last_eval_return:.1f}")
+                # after this step's evaluation, so that the checkpoint (the final one above all) holds its rows
+                due = c["updates"] >= c["next_checkpoint"]
+                if (due or finished) and c["updates"] != last_checkpoint:
+                    if due:
+                        c["next_checkpoint"] += self.checkpoint_every
+                    self.save_checkpoint()
+                    last_checkpoint = c["updates"]
+                if finished:
+                    break
+                self.update_until(min(c["next_eval"], c["next_checkpoint"], self.total), progress)
+        self.flush_logs()
+        self.write_run_info("finished", finished_at=runfiles.now())
+        for sink in self.sinks:
+            sink.close()
+        return self.run_dir
