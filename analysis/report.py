@@ -44,6 +44,7 @@ from analysis.load import (
     missing_steps,
     values_at,
 )
+from analysis.load import PROBLEM_COLUMNS
 
 PUBLISHED_SUFFIX = " (published)"
 # The paper's ablations (fig. 8-10): config key → axis label. Both energy weights are listed because the released
@@ -107,8 +108,14 @@ def gather(runs: str | Path | None = None, published: str | Path | None = None,
             base = frame["algorithm"].astype(str).str.replace(PUBLISHED_SUFFIX, "", regex=False).str.split("@").str[0]
             setattr(result, name, frame[base.isin(algorithms)].reset_index(drop=True))
     if result.evals.empty:
+        found = ""
+        if runs is not None and not result.problems.empty:
+            kinds = result.problems.groupby("kind").size()
+            found = ("; the run folders read: " + ", ".join(f"{n} {kind}" for kind, n in kinds.items()) + " ("
+                     + "; ".join(f"{r.path}: {r.message}" for r in result.problems.head(3).itertuples())
+                     + (", ..." if len(result.problems) > 3 else "") + ")")
         raise AnalysisInputError(f"no evaluations found (runs={runs}, published={published}"
-                                 + (f", algorithms={algorithms}" if algorithms else "") + ")")
+                                 + (f", algorithms={algorithms}" if algorithms else "") + ")" + found)
     return result
 
 
@@ -141,7 +148,7 @@ def analyze(out: str | Path, runs: str | Path | None = None, published: str | Pa
                              "Step unit of each source; every figure and table is in env steps (FIDELITY.md D1)",
                              formats=("csv", "md"))
 
-    values, dropped_at = values_at(evals, at_step)
+    values, dropped_at, early = table_values(evals, at_step)
     steps = values.groupby("domain")["step"].first().to_dict()
     intervals = S.interval_estimates(values, reps=reps, seed=seed)
     per_domain = T.per_domain_table(intervals, steps)
@@ -215,7 +222,7 @@ def analyze(out: str | Path, runs: str | Path | None = None, published: str | Pa
             written += T.write_table(T.scaling_table(scaling), tables / "scaling", "Normalised score by model size")
             written.append(F.save(F.scaling_plot(scaling), figs / "scaling.png"))
 
-    frames = [f for f in (data.problems, missing_steps(evals, grid)) if not f.empty]  # concat warns on empties
+    frames = [f for f in (data.problems, early, missing_steps(evals, grid)) if not f.empty]  # concat warns on empties
     problems = pd.concat(frames, ignore_index=True) if frames else data.problems
     dropped_all = pd.concat([dropped.assign(where="curves"), dropped_at.assign(where="table")], ignore_index=True)
     written += T.write_table(problems, tables / "problems", formats=("csv",))
@@ -223,6 +230,40 @@ def analyze(out: str | Path, runs: str | Path | None = None, published: str | Pa
     written.append(T.atomic_write_text(out / "summary.md", _summary(evals, problems, dropped_all, per_domain,
                                                                     written, out, data.step_units, eff_table)))
     return AnalysisResult(out, per_domain, problems, dropped_all, written, eff_table, data.step_units)
+
+
+def table_values(evals: pd.DataFrame, at_step: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """One value per run for the tables: at ``at_step`` (default each domain's budget end), as
+    :func:`analysis.load.values_at`; returns (values, dropped, problems).
+
+    Runs in progress have no evaluation there: a domain where no run reached that step is tabled instead at the
+    last step every run of the domain has reached (at least step 0), with an ``early_step`` problem naming both
+    steps, so that a partial analysis is written rather than none."""
+    values, dropped = values_at(evals, at_step)
+    problems = []
+    short = sorted(set(evals["domain"]) - set(values["domain"]))
+    if short:
+        ends = evals.groupby(["domain", "algorithm", "task", "seed"])["step"].max().groupby("domain").min()
+        wanted = {d: int(g["budget"].mode().iloc[0]) if at_step is None else int(at_step)
+                  for d, g in evals.groupby("domain")}
+        in_short = evals["domain"].isin(short)
+        early_values, early_dropped = values_at(evals[in_short], {d: int(ends[d]) for d in short})
+        short_runs = set(evals.loc[in_short, "task"])
+        dropped = dropped[~dropped["task"].isin(short_runs)]  # the step those drops refer to is not used
+        values = pd.concat([f for f in (values, early_values) if not f.empty], ignore_index=True)
+        dropped = pd.concat([f for f in (dropped, early_dropped) if not f.empty], ignore_index=True) \
+            if not (dropped.empty and early_dropped.empty) else dropped
+        last = evals.groupby(["domain", "algorithm", "task", "seed"])["step"].max().reset_index()
+        for d in short:
+            first = last[last["domain"] == d].sort_values("step").iloc[0]  # the run that limits the step
+            path = evals.loc[(evals["algorithm"] == first["algorithm"]) & (evals["task"] == first["task"])
+                             & (evals["seed"] == first["seed"]), "path"].iloc[0]
+            problems.append({"kind": "early_step", "path": path, "algorithm": first["algorithm"],
+                             "task": first["task"], "seed": int(first["seed"]),
+                             "message": f"{d}: no run has an evaluation at env step {wanted[d]:,} (runs in progress?); "
+                                        f"its tables use env step {int(ends[d]):,}, the last step every run of "
+                                        "the domain reached (this run's last): not a final result"})
+    return values, dropped, pd.DataFrame(problems, columns=PROBLEM_COLUMNS)
 
 
 EFFICIENCY_CAPTION = ("Sample-efficiency ratio k: B needs k times the env steps of A to reach the same mean "
@@ -364,12 +405,26 @@ def _file_slug(text: str) -> str:
     return "_".join("".join(c if c.isalnum() or c in "-@" else " " for c in text).split())
 
 
+def _not_final(problems: pd.DataFrame) -> list[str]:
+    """Lines for the top of summary.md when runs are unfinished or a table is not at the budget end."""
+    if problems.empty:
+        return []
+    lines = []
+    incomplete = problems[problems["kind"] == "incomplete"]
+    if len(incomplete):
+        lines.append(f"- **Not final:** {len(incomplete)} run(s) have not finished (runs in progress or stopped); "
+                     "their curves end at their last evaluation (tables/problems.csv, kind `incomplete`).")
+    lines += [f"- **Not final:** {m}" for m in problems.loc[problems["kind"] == "early_step", "message"]]
+    return [*lines, ""] if lines else []
+
+
 def _summary(evals: pd.DataFrame, problems: pd.DataFrame, dropped: pd.DataFrame, per_domain: pd.DataFrame,
              written: list[Path], out: Path, step_units: pd.DataFrame | None = None,
              efficiency: pd.DataFrame | None = None) -> str:
     lines = ["# Analysis summary", "",
              (f"Read {evals.groupby(['algorithm', 'task', 'seed']).ngroups} runs of "
              f"{evals['algorithm'].nunique()} algorithm(s) on {evals['task'].nunique()} task(s)."), "",
+             *_not_final(problems),
              "## Step units", "",
              "Every step below, in tables and on figure axes, is an **env step** (action repeat included). Sources "
              "that count agent steps were multiplied by each task's action repeat on loading (FIDELITY.md D1); the "
