@@ -125,6 +125,23 @@ def _empty(message: str) -> Figure:
     return fig
 
 
+def mark(fig: Figure, note: str | None) -> Figure:
+    """``fig`` with ``note`` as the first line of its title, or as its legend's title where it has a figure legend (e.g. :data:`analysis.report.SMOKE_NOTE`: a figure of a
+    smoke-scale run must not pass for a result wherever it is copied to); no ``note``: ``fig`` unchanged."""
+    if not note:
+        return fig
+    text = _wrap(fig, note, 11)
+    fig.set_figheight(fig.get_figheight() + 0.25 * (text.count("\n") + 1))  # room for it, not taken from the panels
+    if fig.legends:  # a figure legend sits where a suptitle goes (both on the top margin): head it instead
+        legend = fig.legends[0]
+        legend.set_title(text, prop={"size": 11})
+        legend.get_title().set_color("firebrick")
+        return fig
+    title = fig._suptitle.get_text() if fig._suptitle is not None else ""
+    fig.suptitle(text + (f"\n{title}" if title else ""), color="firebrick", fontsize=11)
+    return fig
+
+
 def save(fig: Figure, path: str | Path, dpi: int = 130) -> Path:
     """Write ``fig`` (PNG, PDF or SVG by suffix) atomically: a reader never sees half an image."""
     path = Path(path)

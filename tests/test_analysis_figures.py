@@ -53,7 +53,7 @@ def check_readable(name: str, fig) -> None:
         where = f"{name}, panel {ax.get_title()!r}"
         assert ax.get_xlabel().strip(), f"{where}: no x label"
         assert ax.get_ylabel().strip() or supy.strip(), f"{where}: no y label"
-    texts = [fig._suptitle, fig._supxlabel, fig._supylabel, *fig.texts,
+    texts = [fig._suptitle, fig._supxlabel, fig._supylabel, *fig.texts, *[lg.get_title() for lg in fig.legends],
              *[label for ax in shown for label in (ax.xaxis.label, ax.yaxis.label, ax.title)]]
     for text in texts:
         if text is not None and text.get_visible() and text.get_text().strip():
@@ -66,7 +66,7 @@ def check_readable(name: str, fig) -> None:
         assert ext.x0 >= box.x0 - 1 and ext.x1 <= box.x1 + 1 and ext.y0 >= box.y0 - 1 and ext.y1 <= box.y1 + 1, \
             f"{name}: legend {ext} outside the figure {box}"
         for text in texts:  # nor does it cover a title, a caption or an axis label
-            if text is not None and text.get_visible() and text.get_text().strip():
+            if text is not None and text is not legend.get_title() and text.get_visible() and text.get_text().strip():
                 assert not ext.overlaps(text.get_window_extent(renderer)), \
                     f"{name}: legend covers {text.get_text()!r}"
         for text in legend.get_texts():
@@ -116,3 +116,45 @@ def test_diagnostics_show_what_they_measure():
         for band in ax.collections:
             ys = np.concatenate([p.vertices[:, 1] for p in band.get_paths()])
             assert ys.min() >= 0, f"{ax.get_ylabel()}: band below 0"
+
+
+def test_smoke_scale_says_so_on_the_summary_and_every_figure(tmp_path, monkeypatch):
+    figures = analysed(tmp_path, monkeypatch, ONE_DOMAIN, scale="smoke")
+    assert len(figures) >= 6
+    for name, fig in figures.items():
+        title = fig._suptitle.get_text() if fig._suptitle is not None else ""
+        heads = [title, *[legend.get_title().get_text() for legend in fig.legends]]
+        assert any(h.replace("\n", " ").startswith("smoke scale: not comparable to the paper's numbers")
+                   for h in heads), name
+        check_readable(name, fig)  # the banner fits and no legend covers it
+    interval = figures["interval_estimates.png"]._suptitle.get_text()
+    assert "aggregate metrics" in interval  # a figure's own title is kept under the banner
+    summary = (tmp_path / "out" / "summary.md").read_text().splitlines()
+    assert summary[0] == "# Analysis summary"
+    assert "smoke scale: not comparable to the paper's numbers" in summary[2].lower()
+
+
+def test_paper_scale_and_no_scale_add_no_banner(tmp_path, monkeypatch):
+    figures = analysed(tmp_path, monkeypatch, ONE_DOMAIN, scale="paper")
+    assert not any("smoke" in (f._suptitle.get_text() if f._suptitle else "") for f in figures.values())
+    assert "smoke" not in (tmp_path / "out" / "summary.md").read_text().lower()
+
+
+def test_the_embedded_default_is_analysed_as_smoke_scale_and_the_cli_passes_it(tmp_path):
+    import yaml
+
+    from algorithms.cli import main
+    from tests.test_workflow import ROOT
+
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    assert config["analysis"]["scale"] == "smoke"
+    smk = (ROOT / "workflow" / "rules" / "analysis.smk").read_text()
+    script = (ROOT / "workflow" / "scripts" / "analyze.py").read_text()
+    assert 'scale=ANALYSIS.get("scale")' in smk and "scale=p.scale" in script
+    table = synthetic.curves(["mbdpo", "sac"], ONE_DOMAIN, seeds=(1,), points=3, seed=1)
+    synthetic.write_runs(tmp_path / "runs", table)
+    rc = main(["analyze", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--reps", "20",
+               "--scale", "smoke", "--note", "CPU check of 2024-05-01"])
+    assert rc == 0
+    banner = (tmp_path / "out" / "summary.md").read_text().splitlines()[2]
+    assert "smoke scale" in banner.lower() and "CPU check of 2024-05-01" in banner

@@ -32,6 +32,8 @@ rule analyze:
         per_task=ANALYSIS.get("per_task", True),
         step_units=ANALYSIS.get("step_units") or {},
         efficiency=ANALYSIS.get("efficiency"),
+        scale=ANALYSIS.get("scale"),
+        note=ANALYSIS.get("note"),
         expected=[(run.name, run.task, run.seed) for run in RUNNABLE],
     threads: 1
     resources:
