@@ -48,6 +48,10 @@ rule analyze:
 ALL_TARGETS = [rules.analyze.output.table]
 
 
+onsuccess:
+    print(_plan.finished_message(ANALYSIS_OUT, RESULTS))
+
+
 VALIDATE = config.get("validate") or {}
 if VALIDATE:
     if not VALIDATE.get("published"):
