@@ -105,7 +105,9 @@ def _legend(fig: Figure, handles_from) -> None:
     renderer = fig.canvas.get_renderer()
     for ncols in range(min(len(labels), 6), 0, -1):
         legend = fig.legend(handles, labels, loc="outside upper center", ncols=ncols, frameon=False)
-        if ncols == 1 or legend.get_window_extent(renderer).width <= 0.98 * fig.bbox.width:
+        extent = legend.get_window_extent(renderer)
+        if ncols == 1 or extent.width <= 0.98 * fig.bbox.width:
+            fig.set_figheight(fig.get_figheight() + extent.height / fig.dpi)  # its rows do not squash the panels
             return
         legend.remove()
 
