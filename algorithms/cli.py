@@ -107,7 +107,8 @@ def _analyze(args: argparse.Namespace) -> int:
                                  "(it is made if missing) where tables/ and figures/ can be written")
     pairs = parse_pairs([p for item in args.efficiency for p in item.split(",") if p]) if args.efficiency else None
     options = dict(at_step=args.at_step, algorithms=algorithms, candidate=args.candidate, reps=args.reps,
-                   seed=args.seed, per_task=not args.no_per_task, efficiency=pairs)
+                   seed=args.seed, per_task=not args.no_per_task, efficiency=pairs, scale=args.scale,
+                   note=args.note)
     if args.both_units:
         if args.published is None or args.runs is not None:
             raise AnalysisInputError("--both-units reads released curves only: give --published DIR and no --runs")
@@ -127,7 +128,10 @@ def _analyze(args: argparse.Namespace) -> int:
         tasks = [t for t in args.embedding_tasks.split(",") if t] if args.embedding_tasks else []
         emb = tsne_embedding(load_task_embedding(args.embedding), tasks, seed=args.seed)
         result.written += write_table(emb, Path(args.out) / "tables" / "task_embedding", formats=("csv",))
-        result.written.append(save(task_embedding_figure(emb, ["hopper-hop"]),
+        from analysis.figures import mark
+        from analysis.report import scale_note
+
+        result.written.append(save(mark(task_embedding_figure(emb, ["hopper-hop"]), scale_note(args.scale, args.note)),
                                    Path(args.out) / "figures" / "task_embedding.png"))
     _report_problems(result, Path(args.out))
     return 1 if _serious_problems(result, Path(args.out), args.strict) else 0
@@ -305,6 +309,11 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--strict", action="store_true",
                          help="exit 1 when tables/problems.csv has a corrupt, non_finite, missing_step, incomplete or "
                               "missing row (without it, a warning)")
+    analyze.add_argument("--scale", choices=["smoke", "paper"],
+                         help="smoke: summary.md and every figure say 'smoke scale: not comparable to the paper's "
+                              "numbers' (the workflow passes the config's analysis.scale; the embedded default is "
+                              "smoke scale)")
+    analyze.add_argument("--note", help="a line of text at the top of summary.md and of every figure")
     analyze.add_argument("--embedding", help="a multi-task checkpoint: also plot its task embeddings (t-SNE)")
     analyze.add_argument("--embedding-tasks", dest="embedding_tasks",
                          help="comma-separated task names of the embedding rows, in task-id order")

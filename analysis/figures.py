@@ -7,6 +7,7 @@ workflow alike; :func:`save` writes them. Colours are fixed per algorithm so eve
 from __future__ import annotations
 
 import math
+import textwrap
 import zlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from algorithms.common.runfiles import atomic_write
@@ -28,6 +30,13 @@ DIAGNOSTIC_NAMES = {  # train.csv columns (results/README.md); the last two are 
     "search_prior_mean_drift": "search-prior mean drift (relative)",
     "policy_drift": "search-prior drift (log-ratio; runs before format 1.1)",
     "mean_drift": "search-prior mean drift (runs before format 1.1)"}
+DIAGNOSTIC_UNITS = {  # y-axis label: the quantity each train.csv column measures (results/README.md)
+    "cross_td_error": "squared TD error (cross)", "td_error": "squared TD error",
+    "behaviour_drift": "RMS action difference / dim",
+    "search_prior_drift": "KL(search ‖ policy prior), nats", "search_prior_mean_drift": "‖μ_search − μ_θ‖ / ‖μ_θ‖",
+    "policy_drift": "KL(search ‖ policy prior), nats", "mean_drift": "‖μ_search − μ_θ‖ / ‖μ_θ‖"}
+LOG_SCALE_DECADES = 2.0
+"""A diagnostic whose positive values span more than this many decades is drawn on a log y axis."""
 METRIC_NAMES = {"iqm": "IQM", "mean": "Mean", "median": "Median", "optimality_gap": "Optimality gap"}
 
 
@@ -86,9 +95,28 @@ def _millions(ax) -> None:
 
 
 def _legend(fig: Figure, handles_from) -> None:
+    """One legend for the figure, above the panels (the bottom holds the step-unit note), in as many columns (at most 6) as fit the figure's width: a
+    one-panel figure stacks its entries rather than cutting their names off at the edges."""
     handles, labels = handles_from.get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 6), frameon=False)
+    if not handles:
+        return
+    if not isinstance(fig.canvas, FigureCanvasAgg):
+        FigureCanvasAgg(fig)  # a renderer to measure text with (saving picks its own canvas by format)
+    renderer = fig.canvas.get_renderer()
+    for ncols in range(min(len(labels), 6), 0, -1):
+        legend = fig.legend(handles, labels, loc="outside upper center", ncols=ncols, frameon=False)
+        extent = legend.get_window_extent(renderer)
+        if ncols == 1 or extent.width <= 0.98 * fig.bbox.width:
+            fig.set_figheight(fig.get_figheight() + extent.height / fig.dpi)  # its rows do not squash the panels
+            return
+        legend.remove()
+
+
+def _wrap(fig: Figure, text: str, fontsize: float) -> str:
+    """``text`` broken into lines that fit the figure's width at ``fontsize`` points (a figure-wide caption of a
+    one-panel figure must not run off both edges)."""
+    chars = max(20, int(fig.get_figwidth() * 72 / (0.6 * fontsize)))
+    return "\n".join(textwrap.wrap(text, chars, break_on_hyphens=False)) or text
 
 
 def _empty(message: str) -> Figure:
@@ -96,6 +124,23 @@ def _empty(message: str) -> Figure:
     ax = fig.subplots()
     ax.axis("off")
     ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True)
+    return fig
+
+
+def mark(fig: Figure, note: str | None) -> Figure:
+    """``fig`` with ``note`` as the first line of its title, or as its legend's title where it has a figure legend (e.g. :data:`analysis.report.SMOKE_NOTE`: a figure of a
+    smoke-scale run must not pass for a result wherever it is copied to); no ``note``: ``fig`` unchanged."""
+    if not note:
+        return fig
+    text = _wrap(fig, note, 11)
+    fig.set_figheight(fig.get_figheight() + 0.25 * (text.count("\n") + 1))  # room for it, not taken from the panels
+    if fig.legends:  # a figure legend sits where a suptitle goes (both on the top margin): head it instead
+        legend = fig.legends[0]
+        legend.set_title(text, prop={"size": 11})
+        legend.get_title().set_color("firebrick")
+        return fig
+    title = fig._suptitle.get_text() if fig._suptitle is not None else ""
+    fig.suptitle(text + (f"\n{title}" if title else ""), color="firebrick", fontsize=11)
     return fig
 
 
@@ -132,12 +177,13 @@ def aggregate_curves(curves: pd.DataFrame, ylabel: str = "IQM normalised score",
         ax.set_ylim(-2, 102)
         _millions(ax)
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel(ylabel)
+    for ax in axes:
+        ax.set_ylabel(ylabel)
     _legend(fig, axes[0])
     if units_note:
-        fig.supxlabel(units_note, fontsize=8)
+        fig.supxlabel(_wrap(fig, units_note, 8), fontsize=8)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(_wrap(fig, title, 12))
     return fig
 
 
@@ -199,8 +245,9 @@ def interval_plot(intervals: pd.DataFrame, domain: str = "All") -> Figure:
         ax.set_title(METRIC_NAMES[metric])
         ax.set_xlabel("normalised score")
         ax.grid(axis="x", alpha=0.3)
+    fig.supylabel("algorithm")
     n_tasks = int(sub["n_tasks"].max())
-    fig.suptitle(f"{domain}: aggregate metrics with 95% stratified-bootstrap CIs ({n_tasks} tasks)")
+    fig.suptitle(_wrap(fig, f"{domain}: aggregate metrics with 95% stratified-bootstrap CIs ({n_tasks} tasks)", 12))
     return fig
 
 
@@ -241,6 +288,7 @@ def probability_of_improvement_plot(poi: pd.DataFrame) -> Figure:
     ax.set_yticks(range(len(baselines)), [f"{candidate} vs {display_name(b)}" for b in baselines])
     ax.set_xlim(0, 1.02)
     ax.set_xlabel(f"P({candidate} > baseline)")
+    ax.set_ylabel("comparison")
     ax.set_title("Probability of improvement")
     ax.grid(axis="x", alpha=0.3)
     return fig
@@ -266,12 +314,13 @@ def per_task_curves(aligned: pd.DataFrame, tasks: Iterable[str] | None = None, n
             ax.fill_between(stats.index, low, high, color=palette[alg], alpha=0.2, lw=0)
         ax.set_title(task, fontsize=9)
         ax.tick_params(labelsize=7)
+        ax.set_xlabel("env steps", fontsize=7)
+        ax.set_ylabel("normalised score" if value == "score" else value, fontsize=7)
         _millions(ax)
         ax.grid(alpha=0.3)
     if axes:
-        axes[0].set_ylabel("normalised score" if value == "score" else value)
         _legend(fig, axes[0])
-        fig.supxlabel(units_note, fontsize=8)
+        fig.supxlabel(_wrap(fig, units_note, 8), fontsize=8)
     return fig
 
 
@@ -281,7 +330,10 @@ def diagnostics_curves(train: pd.DataFrame, columns: Iterable[str] = ("cross_td_
                        smooth: int = 1) -> Figure:
     """Fig. 3: cross-TD error and policy drift over training (from train.csv), mean over runs ± 1 std, per algorithm.
 
-    ``smooth`` > 1 averages that many consecutive log rows first. Columns absent from every run say so in their panel.
+    ``smooth`` > 1 averages that many consecutive log rows first. Columns absent from every run say so in their
+    panel. The y label names the quantity (:data:`DIAGNOSTIC_UNITS`); a quantity never negative has its band cut
+    at 0, and one whose positive values span more than :data:`LOG_SCALE_DECADES` decades is drawn on a log axis
+    (its band cut at the smallest value logged).
     """
     columns = list(columns)
     if train.empty:
@@ -289,13 +341,21 @@ def diagnostics_curves(train: pd.DataFrame, columns: Iterable[str] = ("cross_td_
     fig, axes = _grid(len(columns), len(columns), size=(4.2, 3.0))
     palette = colors(train["algorithm"])
     for ax, column in zip(axes, columns):
-        ax.set_title(DIAGNOSTIC_NAMES.get(column, column.replace("_", " ")))
+        ax.set_title(DIAGNOSTIC_NAMES.get(column, column.replace("_", " ")), fontsize=9, wrap=True)
         ax.set_xlabel("env steps (harness runs)")
+        ax.set_ylabel(DIAGNOSTIC_UNITS.get(column, column.replace("_", " ")))
         _millions(ax)
         ax.grid(alpha=0.3)
         if column not in train.columns or train[column].isna().all():
             ax.text(0.5, 0.5, f"no '{column}' in train.csv", ha="center", va="center", transform=ax.transAxes)
             continue
+        logged = pd.to_numeric(train[column], errors="coerce")
+        logged = logged[np.isfinite(logged)]
+        non_negative = bool((logged >= 0).all())
+        positive = logged[logged > 0]
+        log_y = (len(positive) > 0 and bool((logged > 0).all())
+                 and np.log10(positive.max() / positive.min()) > LOG_SCALE_DECADES)
+        floor = float(positive.min()) if log_y else 0.0
         for alg in ordered(train["algorithm"]):
             sub = train[(train["algorithm"] == alg)].dropna(subset=[column])
             if sub.empty:
@@ -304,10 +364,17 @@ def diagnostics_curves(train: pd.DataFrame, columns: Iterable[str] = ("cross_td_
                 sub = sub.assign(**{column: sub.groupby(["task", "seed"])[column].transform(
                     lambda s: s.rolling(smooth, min_periods=1).mean())})
             stats = sub.groupby("step")[column].agg(["mean", "std"]).fillna(0.0)
+            low, high = stats["mean"] - stats["std"], stats["mean"] + stats["std"]
+            if non_negative:  # a ±std band must not suggest negative errors or distances
+                low = low.clip(lower=floor)
             ax.plot(stats.index, stats["mean"], color=palette[alg], label=display_name(alg),
                     marker="o" if len(stats) <= 20 else None, ms=3)  # a short run logs a few points
-            ax.fill_between(stats.index, stats["mean"] - stats["std"], stats["mean"] + stats["std"],
-                            color=palette[alg], alpha=0.2, lw=0)
+            ax.fill_between(stats.index, low, high, color=palette[alg], alpha=0.2, lw=0)
+        if log_y:
+            ax.set_yscale("log")
+            ax.set_ylabel(ax.get_ylabel() + ", log scale")
+        elif non_negative:
+            ax.set_ylim(bottom=0)
     _legend(fig, next((ax for ax in axes if ax.get_legend_handles_labels()[0]), axes[0]))
     return fig
 

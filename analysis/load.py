@@ -135,12 +135,17 @@ def load_runs(root: str | Path, expected: Iterable[tuple[str, str, int]] | None 
     """
     root = Path(root)
     if not root.is_dir():
-        raise AnalysisInputError(f"runs directory {str(root)!r} does not exist (expected results/runs or --runs DIR)")
+        raise AnalysisInputError(f"runs directory {str(root)!r} " + ("is a file, not a folder" if root.exists() else
+                                 "does not exist") + " (expected results/runs or --runs DIR)")
     problems: list[dict] = []
     evals, runs, trains = [], [], []
-    for run_json in sorted(root.glob("*/*/*/run.json")):
-        run_dir = run_json.parent
-        name, task, seed_dir = run_dir.relative_to(root).parts
+    run_dirs = find_run_dirs(root)
+    if not run_dirs:
+        raise AnalysisInputError(f"no run folders under {str(root)!r}: expected the results root, its runs/ folder "
+                                 "or any folder of runs/{name}/{task}/{seed}/ (a run folder holds run.json)")
+    for run_dir in run_dirs:
+        run_json = run_dir / "run.json"
+        name, task, seed_dir = run_dir.parent.parent.name, run_dir.parent.name, run_dir.name
         try:
             info = json.loads(run_json.read_text())
         except (OSError, ValueError) as exc:
@@ -175,8 +180,9 @@ def load_runs(root: str | Path, expected: Iterable[tuple[str, str, int]] | None 
                 **_flatten(config)}
         runs.append(meta)
         if meta["status"] != "finished":
-            problems.append(_problem("incomplete", run_dir, f"run status is {meta['status']!r}: its evaluations "
-                                     f"end at step {int(ev['step'].max()) if len(ev) else 0}", name, task, seed))
+            problems.append(_problem("incomplete", run_dir, f"run status is {meta['status']!r}: " + (
+                f"its evaluations end at env step {int(ev['step'].max())}" if len(ev) else
+                "no evaluation yet (eval.csv is empty)"), name, task, seed))
         frame = pd.DataFrame({
             "source": "ours", "algorithm": name, "task": task, "seed": seed, "step": ev["step"],
             "return": ev["episode_return"], "success": pd.to_numeric(ev["success"], errors="coerce"),
@@ -210,12 +216,37 @@ def load_runs(root: str | Path, expected: Iterable[tuple[str, str, int]] | None 
                 frame["algorithm"] = [relabel.get(k, a) for k, a in zip(key, frame["algorithm"])]
     if not train_df.empty:
         train_df["domain"] = train_df["task"].map(lambda t: TASKS[t].domain)
-    problems += _missing_runs(evals_df, expected, source_root=root, across_algorithms=False)
+    parents = {d.parent.parent.parent for d in run_dirs}  # the runs/ folder, whichever folder was given
+    runs_root = parents.pop() if len(parents) == 1 else root
+    problems += _missing_runs(evals_df, expected, source_root=runs_root, across_algorithms=False)
     names = sorted(evals_df["algorithm"].unique()) if not evals_df.empty else []
-    units = pd.DataFrame([{"source": "ours", "folder": str(root / name.split("@")[0]), "algorithm": name,
+    units = pd.DataFrame([{"source": "ours", "folder": str(runs_root / name.split("@")[0]), "algorithm": name,
                            "step_unit": U.OWN_RUNS_STEP_UNIT, "origin": "harness run files (eval.csv counts env steps)",
                            "reading": U.reading(U.OWN_RUNS_STEP_UNIT)} for name in names], columns=U.UNITS_COLUMNS)
     return RunSet(evals_df, runs_df, train_df, pd.DataFrame(problems, columns=PROBLEM_COLUMNS), units)
+
+
+RUN_DEPTH = 4
+"""How far below the folder given to :func:`find_run_dirs` a run folder may lie: the results root holds
+``runs/{name}/{task}/{seed}/``, four levels down."""
+
+
+def find_run_dirs(root: str | Path) -> list[Path]:
+    """The run folders (those holding a ``run.json``) at ``root`` or up to :data:`RUN_DEPTH` levels below it, so that
+    a run folder ``{name}/{task}/{seed}``, a task or name folder above it, the ``runs/`` folder and the results root
+    all work; a run's name, task and seed are its folder's last three path parts. Hidden folders are skipped."""
+    root = Path(root)
+    found = set()
+    for depth in range(RUN_DEPTH + 1):
+        for run_json in root.glob("/".join(["*"] * depth + ["run.json"])):
+            rel = run_json.relative_to(root).parts[:-1]
+            if any(part.startswith(".") for part in rel) or not run_json.is_file():
+                continue
+            run_dir = run_json.parent
+            if len(run_dir.resolve().parts) < 4:  # a run folder needs {name}/{task}/{seed} above run.json
+                continue
+            found.add(run_dir)
+    return sorted(found)
 
 
 def _split_mixed_configs(runs: pd.DataFrame, problems: list[dict]) -> dict[tuple[str, str, str], str]:
@@ -370,8 +401,10 @@ def default_grid(evals: pd.DataFrame, every: int | None = None) -> dict[str, np.
         if step is None:
             diffs = group.sort_values("step").groupby(["algorithm", "task", "seed"])["step"].diff().dropna()
             diffs = diffs[diffs > 0]
-            step = int(diffs.mode().iloc[0]) if len(diffs) else int(group["step"].max() or 1)
+            step = int(diffs.mode().iloc[0]) if len(diffs) else None
         end = int(group["budget"].mode().iloc[0])
+        if step is None:  # one evaluation per run (runs in progress): its step, or a twentieth of the budget
+            step = int(group["step"].max()) or max(1, end // 20)
         grids[domain] = np.arange(0, end + 1, step, dtype=np.int64)
     return grids
 

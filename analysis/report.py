@@ -44,12 +44,26 @@ from analysis.load import (
     missing_steps,
     values_at,
 )
+from analysis.load import PROBLEM_COLUMNS
 
 PUBLISHED_SUFFIX = " (published)"
 # The paper's ablations (fig. 8-10): config key → axis label. Both energy weights are listed because the released
 # code's classifier energy uses η and the paper's InfoNCE energy λ (METHOD.md).
 ABLATION_PARAMETERS = {"agent.eta": "energy factor η (classifier)", "agent.energy_lambda": "energy factor λ (InfoNCE)",
                        "agent.diffusion_steps": "diffusion steps T", "agent.num_samples": "Monte Carlo samples N"}
+
+
+SCALES = {"smoke": "smoke scale: not comparable to the paper's numbers", "paper": None}
+"""``analyze(scale=...)``: the line a scale puts at the top of summary.md and of every figure (``paper``: none)."""
+SMOKE_NOTE = SCALES["smoke"]
+
+
+def scale_note(scale: str | None = None, note: str | None = None) -> str | None:
+    """The note of ``scale`` (:data:`SCALES`) and/or a free ``note``, joined; None when there is neither."""
+    if scale is not None and scale not in SCALES:
+        raise AnalysisInputError(f"scale {scale!r}: expected one of {', '.join(SCALES)}")
+    parts = [t for t in (SCALES.get(scale) if scale else None, note) if t and t.strip()]
+    return "; ".join(p.strip() for p in parts) or None
 
 
 SERIOUS_PROBLEMS = ("corrupt", "non_finite", "missing_step", "incomplete", "missing")
@@ -107,8 +121,14 @@ def gather(runs: str | Path | None = None, published: str | Path | None = None,
             base = frame["algorithm"].astype(str).str.replace(PUBLISHED_SUFFIX, "", regex=False).str.split("@").str[0]
             setattr(result, name, frame[base.isin(algorithms)].reset_index(drop=True))
     if result.evals.empty:
+        found = ""
+        if runs is not None and not result.problems.empty:
+            kinds = result.problems.groupby("kind").size()
+            found = ("; the run folders read: " + ", ".join(f"{n} {kind}" for kind, n in kinds.items()) + " ("
+                     + "; ".join(f"{r.path}: {r.message}" for r in result.problems.head(3).itertuples())
+                     + (", ..." if len(result.problems) > 3 else "") + ")")
         raise AnalysisInputError(f"no evaluations found (runs={runs}, published={published}"
-                                 + (f", algorithms={algorithms}" if algorithms else "") + ")")
+                                 + (f", algorithms={algorithms}" if algorithms else "") + ")" + found)
     return result
 
 
@@ -117,14 +137,23 @@ def analyze(out: str | Path, runs: str | Path | None = None, published: str | Pa
             reps: int = 2000, seed: int = 0, per_task: bool = True,
             expected: list[tuple[str, str, int]] | None = None,
             step_units: Mapping[str, str] | Iterable[str] | None = None,
-            efficiency: Iterable[str] | Iterable[tuple[str, str]] | None = None) -> AnalysisResult:
+            efficiency: Iterable[str] | Iterable[tuple[str, str]] | None = None, scale: str | None = None,
+            note: str | None = None) -> AnalysisResult:
     """Regenerate the tables and figures under ``out`` (see the module docstring for the layout).
+
+    ``scale="smoke"`` (config ``analysis.scale``; the embedded default) and/or a free ``note`` put a line at the top
+    of summary.md and of every figure (:func:`scale_note`): a smoke-scale run is not a result.
 
     ``step_units`` overrides released folders' step units ({folder: unit} or ``["mbdpo=env"]``; FIDELITY.md D1);
     ``efficiency`` lists the A:B pairs of the sample-efficiency ratio (``"mbdpo:tdmpc2"`` or tuples; default
     mbdpo:tdmpc2 when both are present; an empty list computes none).
     """
     out = Path(out)
+    banner = scale_note(scale, note)
+
+    def save(fig, path: Path) -> Path:
+        return F.save(F.mark(fig, banner), path)
+
     pairs = None if efficiency is None else [p if isinstance(p, tuple) else E.parse_pairs([p])[0] for p in efficiency]
     data = gather(runs, published, algorithms, expected, step_units)
     evals = data.evals
@@ -141,7 +170,7 @@ def analyze(out: str | Path, runs: str | Path | None = None, published: str | Pa
                              "Step unit of each source; every figure and table is in env steps (FIDELITY.md D1)",
                              formats=("csv", "md"))
 
-    values, dropped_at = values_at(evals, at_step)
+    values, dropped_at, early = table_values(evals, at_step)
     steps = values.groupby("domain")["step"].first().to_dict()
     intervals = S.interval_estimates(values, reps=reps, seed=seed)
     per_domain = T.per_domain_table(intervals, steps)
@@ -153,13 +182,13 @@ def analyze(out: str | Path, runs: str | Path | None = None, published: str | Pa
                              f"Step readings: {units_note}")
     written += T.write_table(intervals, tables / "interval_estimates", formats=("csv",))
     fig_domain = "All" if "All" in set(intervals["domain"]) else intervals["domain"].iloc[0]
-    written.append(F.save(F.interval_plot(intervals, fig_domain), figs / "interval_estimates.png"))
+    written.append(save(F.interval_plot(intervals, fig_domain), figs / "interval_estimates.png"))
     for domain in sorted(set(intervals["domain"]) - {"All"}):
-        written.append(F.save(F.interval_plot(intervals, domain), figs / f"interval_estimates_{_slug(domain)}.png"))
+        written.append(save(F.interval_plot(intervals, domain), figs / f"interval_estimates_{_slug(domain)}.png"))
 
     profiles = S.performance_profiles(values, reps=reps, seed=seed)
     written += T.write_table(profiles, tables / "performance_profiles", formats=("csv",))
-    written.append(F.save(F.performance_profile_plot(profiles), figs / "performance_profiles.png"))
+    written.append(save(F.performance_profile_plot(profiles), figs / "performance_profiles.png"))
 
     algs = set(values["algorithm"])
     poi_candidate = candidate if candidate in algs else None
@@ -168,26 +197,26 @@ def analyze(out: str | Path, runs: str | Path | None = None, published: str | Pa
         written += T.write_table(poi, tables / "probability_of_improvement",
                                  f"P({poi_candidate} > baseline) on the tasks both have, 95% CIs",
                                  floatfmt=".3f")
-        written.append(F.save(F.probability_of_improvement_plot(poi), figs / "probability_of_improvement.png"))
+        written.append(save(F.probability_of_improvement_plot(poi), figs / "probability_of_improvement.png"))
 
     grid = default_grid(evals)
     aligned, dropped = align(evals, grid)
     curves = S.sample_efficiency_curves(aligned, reps=reps, seed=seed)
     written += T.write_table(curves, tables / "aggregate_curves", formats=("csv",))
-    written.append(F.save(F.aggregate_curves(curves, units_note=units_note), figs / "aggregate_curves.png"))
+    written.append(save(F.aggregate_curves(curves, units_note=units_note), figs / "aggregate_curves.png"))
     if per_task:
         for domain, sub in aligned.groupby("domain"):
-            note = U.readings_note(data.step_units, sub["algorithm"].unique())
-            written.append(F.save(F.per_task_curves(sub, units_note=note), figs / f"per_task_{_slug(domain)}.png"))
+            unit_note = U.readings_note(data.step_units, sub["algorithm"].unique())
+            written.append(save(F.per_task_curves(sub, units_note=unit_note), figs / f"per_task_{_slug(domain)}.png"))
 
     eff_tables, eff_curves = [], []
     for a, b in pairs:
         table, eff_curve = E.sample_efficiency_ratio(evals, a, b, reps=reps, seed=seed)
         eff_tables.append(table)
         eff_curves.append(eff_curve)
-        note = U.readings_note(data.step_units, [a, b])
+        unit_note = U.readings_note(data.step_units, [a, b])
         for row in table.to_dict("records"):
-            written.append(F.save(F.efficiency_figure(eff_curve, row, note),
+            written.append(save(F.efficiency_figure(eff_curve, row, unit_note),
                                   figs / f"efficiency_{_file_slug(a)}_vs_{_file_slug(b)}_{_slug(row['domain'])}.png"))
     eff_table = pd.concat(eff_tables, ignore_index=True) if eff_tables else \
         pd.DataFrame(columns=E.EFFICIENCY_COLUMNS)
@@ -201,7 +230,7 @@ def analyze(out: str | Path, runs: str | Path | None = None, published: str | Pa
         timing = T.training_time_table(data.runs, data.train)
         written += T.write_table(timing, tables / "training_time", "Training time per step (ms) by domain")
     if not data.train.empty:
-        written.append(F.save(F.diagnostics_curves(data.train), figs / "diagnostics.png"))
+        written.append(save(F.diagnostics_curves(data.train), figs / "diagnostics.png"))
     if not data.runs.empty:
         for parameter, label in ABLATION_PARAMETERS.items():
             ablation = ablation_values(values, data.runs, parameter)
@@ -209,20 +238,55 @@ def analyze(out: str | Path, runs: str | Path | None = None, published: str | Pa
                 slug = parameter.split(".")[-1]
                 summary = ablation.groupby(parameter)["score"].agg(["mean", "std", "count"]).reset_index()
                 written += T.write_table(summary, tables / f"ablation_{slug}", f"Ablation: {label}")
-                written.append(F.save(F.ablation_plot(ablation, parameter, label), figs / f"ablation_{slug}.png"))
+                written.append(save(F.ablation_plot(ablation, parameter, label), figs / f"ablation_{slug}.png"))
         scaling = scaling_values(values, data.runs)
         if scaling["params"].nunique() > 1:
             written += T.write_table(T.scaling_table(scaling), tables / "scaling", "Normalised score by model size")
-            written.append(F.save(F.scaling_plot(scaling), figs / "scaling.png"))
+            written.append(save(F.scaling_plot(scaling), figs / "scaling.png"))
 
-    frames = [f for f in (data.problems, missing_steps(evals, grid)) if not f.empty]  # concat warns on empties
+    frames = [f for f in (data.problems, early, missing_steps(evals, grid)) if not f.empty]  # concat warns on empties
     problems = pd.concat(frames, ignore_index=True) if frames else data.problems
     dropped_all = pd.concat([dropped.assign(where="curves"), dropped_at.assign(where="table")], ignore_index=True)
     written += T.write_table(problems, tables / "problems", formats=("csv",))
     written += T.write_table(dropped_all, tables / "alignment_dropped", formats=("csv",))
     written.append(T.atomic_write_text(out / "summary.md", _summary(evals, problems, dropped_all, per_domain,
-                                                                    written, out, data.step_units, eff_table)))
+                                                                    written, out, data.step_units, eff_table,
+                                                                    banner)))
     return AnalysisResult(out, per_domain, problems, dropped_all, written, eff_table, data.step_units)
+
+
+def table_values(evals: pd.DataFrame, at_step: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """One value per run for the tables: at ``at_step`` (default each domain's budget end), as
+    :func:`analysis.load.values_at`; returns (values, dropped, problems).
+
+    Runs in progress have no evaluation there: a domain where no run reached that step is tabled instead at the
+    last step every run of the domain has reached (at least step 0), with an ``early_step`` problem naming both
+    steps, so that a partial analysis is written rather than none."""
+    values, dropped = values_at(evals, at_step)
+    problems = []
+    short = sorted(set(evals["domain"]) - set(values["domain"]))
+    if short:
+        ends = evals.groupby(["domain", "algorithm", "task", "seed"])["step"].max().groupby("domain").min()
+        wanted = {d: int(g["budget"].mode().iloc[0]) if at_step is None else int(at_step)
+                  for d, g in evals.groupby("domain")}
+        in_short = evals["domain"].isin(short)
+        early_values, early_dropped = values_at(evals[in_short], {d: int(ends[d]) for d in short})
+        short_runs = set(evals.loc[in_short, "task"])
+        dropped = dropped[~dropped["task"].isin(short_runs)]  # the step those drops refer to is not used
+        values = pd.concat([f for f in (values, early_values) if not f.empty], ignore_index=True)
+        dropped = pd.concat([f for f in (dropped, early_dropped) if not f.empty], ignore_index=True) \
+            if not (dropped.empty and early_dropped.empty) else dropped
+        last = evals.groupby(["domain", "algorithm", "task", "seed"])["step"].max().reset_index()
+        for d in short:
+            first = last[last["domain"] == d].sort_values("step").iloc[0]  # the run that limits the step
+            path = evals.loc[(evals["algorithm"] == first["algorithm"]) & (evals["task"] == first["task"])
+                             & (evals["seed"] == first["seed"]), "path"].iloc[0]
+            problems.append({"kind": "early_step", "path": path, "algorithm": first["algorithm"],
+                             "task": first["task"], "seed": int(first["seed"]),
+                             "message": f"{d}: no run has an evaluation at env step {wanted[d]:,} (runs in progress?); "
+                                        f"its tables use env step {int(ends[d]):,}, the last step every run of "
+                                        "the domain reached (this run's last): not a final result"})
+    return values, dropped, pd.DataFrame(problems, columns=PROBLEM_COLUMNS)
 
 
 EFFICIENCY_CAPTION = ("Sample-efficiency ratio k: B needs k times the env steps of A to reach the same mean "
@@ -265,7 +329,9 @@ def analyze_both_units(out: str | Path, published: str | Path, step_units: Mappi
     written = T.write_table(table, out / "tables" / "efficiency_by_unit",
                             EFFICIENCY_CAPTION + f" Under each reading of {', '.join(uncertain)} (FIDELITY.md D1).",
                             floatfmt=".3g")
+    banner = scale_note(kwargs.get("scale"), kwargs.get("note"))
     lines = ["# Analysis under both step-unit readings", "",
+             *([f"> **{banner[0].upper() + banner[1:]}.**", ""] if banner else []),
              f"The step unit of {', '.join(uncertain)} is uncertain (FIDELITY.md D1), so everything was computed "
              "twice; each folder has its own summary.md.", ""]
     for unit, r in results.items():
@@ -364,12 +430,26 @@ def _file_slug(text: str) -> str:
     return "_".join("".join(c if c.isalnum() or c in "-@" else " " for c in text).split())
 
 
+def _not_final(problems: pd.DataFrame) -> list[str]:
+    """Lines for the top of summary.md when runs are unfinished or a table is not at the budget end."""
+    if problems.empty:
+        return []
+    lines = []
+    incomplete = problems[problems["kind"] == "incomplete"]
+    if len(incomplete):
+        lines.append(f"- **Not final:** {len(incomplete)} run(s) have not finished (runs in progress or stopped); "
+                     "their curves end at their last evaluation (tables/problems.csv, kind `incomplete`).")
+    lines += [f"- **Not final:** {m}" for m in problems.loc[problems["kind"] == "early_step", "message"]]
+    return [*lines, ""] if lines else []
+
+
 def _summary(evals: pd.DataFrame, problems: pd.DataFrame, dropped: pd.DataFrame, per_domain: pd.DataFrame,
              written: list[Path], out: Path, step_units: pd.DataFrame | None = None,
-             efficiency: pd.DataFrame | None = None) -> str:
-    lines = ["# Analysis summary", "",
+             efficiency: pd.DataFrame | None = None, banner: str | None = None) -> str:
+    lines = ["# Analysis summary", "", *([f"> **{banner[0].upper() + banner[1:]}.**", ""] if banner else []),
              (f"Read {evals.groupby(['algorithm', 'task', 'seed']).ngroups} runs of "
              f"{evals['algorithm'].nunique()} algorithm(s) on {evals['task'].nunique()} task(s)."), "",
+             *_not_final(problems),
              "## Step units", "",
              "Every step below, in tables and on figure axes, is an **env step** (action repeat included). Sources "
              "that count agent steps were multiplied by each task's action repeat on loading (FIDELITY.md D1); the "

@@ -32,6 +32,8 @@ rule analyze:
         per_task=ANALYSIS.get("per_task", True),
         step_units=ANALYSIS.get("step_units") or {},
         efficiency=ANALYSIS.get("efficiency"),
+        scale=ANALYSIS.get("scale"),
+        note=ANALYSIS.get("note"),
         expected=[(run.name, run.task, run.seed) for run in RUNNABLE],
     threads: 1
     resources:
@@ -44,6 +46,10 @@ rule analyze:
 
 
 ALL_TARGETS = [rules.analyze.output.table]
+
+
+onsuccess:
+    print(_plan.finished_message(ANALYSIS_OUT, RESULTS))
 
 
 VALIDATE = config.get("validate") or {}

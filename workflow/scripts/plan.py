@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from algorithms.registry import ALGORITHMS
@@ -358,3 +359,20 @@ def resources(run: Run, gpu: bool, threads: int | None = None) -> dict[str, Any]
     obs_bytes = 9 * 64 * 64 if spec.obs == "rgb" else 4 * 512
     mem_mb = 4000 + math.ceil(buffer * obs_bytes * 2 / 2**20) + {"340M": 16000, "54M": 4000}.get(str(size), 0)
     return {"threads": threads or (4 if gpu else 2), "mem_mb": mem_mb, "runtime": runtime, "gpu": 1 if gpu else 0}
+
+
+def finished_message(analysis_out: str | Path, results_dir: str | Path, report: str | Path | None = None) -> str:
+    """What the workflow prints when it ends well (``onsuccess``): where summary.md is, and the HTML report (its path
+    when built, else the command that builds it). Paths are absolute, as the working directory of the job is."""
+    summary = Path(analysis_out) / "summary.md"
+    if summary.exists():
+        lines = [f"Analysis summary: {summary.resolve()}"]
+    else:
+        lines = [f"Finished; there is no analysis summary at {summary} yet (the targets asked for did not include "
+                 "the analysis)."]
+    report = Path(report if report is not None else Path(results_dir) / "report.html")
+    if report.exists():
+        lines.append(f"HTML report: {report.resolve()}")
+    else:
+        lines.append(f"HTML report with every figure and caption: snakemake --report {report} (same --configfile)")
+    return "\n".join(lines)
