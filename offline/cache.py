@@ -189,6 +189,8 @@ class DatasetCache:
                                    f"{spec['shape']} {spec['dtype']}; delete {directory} to rebuild the cache")
             arrays[name] = array
         self.obs, self.action = arrays["obs"], arrays["action"]
+        self.mapped_bytes = int(sum(a.nbytes for a in arrays.values()))
+        """Bytes of the memory-mapped arrays (read through the page cache, not loaded)."""
         self.reward, self.terminated = arrays["reward"], arrays["terminated"]
         self.episode_start = np.array(arrays["episode_start"])
         self.episode_length = np.array(arrays["episode_length"])

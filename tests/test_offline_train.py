@@ -258,6 +258,35 @@ def test_offline_needs_steps_and_a_multitask_algorithm(dataset, tmp_path, capsys
     assert "no multi-task agent" in capsys.readouterr().err
 
 
+def test_offline_run_that_cannot_fit_stops_before_allocating(dataset, tmp_path, capsys):
+    args = train_args("mbdpo", dataset, tmp_path, steps=20)
+    assert main(["train", *args, "memory_limit=200MiB", "offline.batch_size=1024"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "offline mbdpo (agent.model_size=" in err and "needs about" in err and "memory_limit is 200.0 MiB" in err
+    assert not (run_dir(tmp_path, "mbdpo", dataset) / "config.yaml").exists()  # nothing written: a new limit runs
+    assert main(["train", *args, "memory_limit=bogus"]) == 2
+    assert "memory_limit='bogus': give auto" in capsys.readouterr().err
+    assert main(["train", *args]) == 0
+    assert "memory: about" in capsys.readouterr().err
+    info = json.loads((run_dir(tmp_path, "mbdpo", dataset) / "run.json").read_text())
+    assert info["memory_estimate_bytes"]["total"] > info["memory_estimate_bytes"]["weights"] > 0
+
+
+def test_offline_plan_prints_each_familys_memory_estimate(tmp_path):
+    sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
+    import plan
+
+    config = {"offline": {"algorithms": ["mbdpo"], "datasets": {"mt80": str(tmp_path / "mt80")},
+                          "model_sizes": ["1.7M", "340M"], "seeds": [1], "steps": 1000}}
+    runs = plan.expand_offline(config)
+    lines = plan.offline_plan_lines(runs, gpu=True)
+    assert len(lines) == 2 and "mbdpo-offline-340M on mt80: about 15." in lines[1] and "gpu=1" in lines[1]
+    big = plan.offline_resources(runs[1], gpu=False)
+    assert big["mem_mb"] >= 15 * 1024 * 1.25 // 1000 * 1000  # the whole estimate on a CPU node, with headroom
+    assert plan.offline_resources(runs[0], gpu=False)["mem_mb"] < big["mem_mb"]
+
+
 # --- the workflow ----------------------------------------------------------------------------------------------------
 
 def test_offline_plan_names_bad_values():

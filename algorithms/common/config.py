@@ -100,6 +100,9 @@ class RunConfig:
     """Show a progress bar (steps/s, last eval return, ETA)."""
     threads: int = 0
     """torch CPU threads; 0 keeps torch's default."""
+    memory_limit: str = "auto"
+    """Memory the run's estimated need is checked against before it starts (algorithms/common/memory.py; offline
+    runs): ``auto`` = the device's (free GPU memory, available RAM), ``none`` = no check, or a size (``24GiB``)."""
     offline: OfflineConfig = field(default_factory=OfflineConfig)
     """Offline training on a dataset (``offline.dataset``); then ``steps``, ``eval_every``, ``checkpoint_every``
     and ``log_every`` count gradient updates, and ``task``/``obs``/``seed_steps``/``buffer_size`` are unused."""
@@ -117,7 +120,7 @@ class RunConfig:
 
 
 # Keys that do not change what a run computes: a resumed run may differ in them.
-NON_SEMANTIC_KEYS = ("results_dir", "device", "loggers", "progress", "threads")
+NON_SEMANTIC_KEYS = ("results_dir", "device", "loggers", "progress", "threads", "memory_limit")
 
 
 def _is_optional(tp: Any) -> tuple[bool, Any]:

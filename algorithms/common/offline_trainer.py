@@ -36,6 +36,7 @@ from algorithms.common.agent import Agent
 from algorithms.common.checkpoint import CheckpointManager
 from algorithms.common.config import ConfigError, RunConfig, config_hash, to_dict
 from algorithms.common.device import resolve_device
+from algorithms.common.memory import check_memory, estimate_memory
 from algorithms.common.seeding import derived_seed, seed_everything
 from algorithms.common.sinks import make_sinks
 from algorithms.common.trainer import (BUFFER, EVAL_COLUMNS, EVAL_EPISODES, PARAMETER_CHECK_EVERY,
@@ -119,9 +120,20 @@ class OfflineTrainer(OnlineTrainer):
         observation_space = gym.spaces.Box(-np.inf, np.inf, (self.dataset.obs_dim,), np.float32)
         action_space = gym.spaces.Box(-1.0, 1.0, (self.dataset.action_dim,), np.float32)
         algorithm = get_algorithm(cfg.algo).load()
-        self.agent: Agent = algorithm.Agent(cfg.agent, self.spec, observation_space, action_space, self.device,
-                                            num_tasks=num_tasks, task_id=0, action_dims=self.dataset.action_dims,
-                                            discounts=[spec.discount for spec in self.specs])
+
+        def build(device: torch.device) -> Agent:
+            return algorithm.Agent(cfg.agent, self.spec, observation_space, action_space, device,
+                                   num_tasks=num_tasks, task_id=0, action_dims=self.dataset.action_dims,
+                                   discounts=[spec.discount for spec in self.specs])
+
+        # before any weight is allocated: a preset that cannot fit stops here with the numbers, not in an OOM kill
+        self.memory = estimate_memory(build, cfg.offline.batch_size, cfg.agent.horizon,
+                                      dataset_mapped=self.dataset.mapped_bytes)
+        check_memory(self.memory, self.device, cfg.memory_limit,
+                     f"offline {cfg.algo} (agent.model_size={cfg.agent.model_size}, {num_tasks} tasks, "
+                     f"offline.batch_size={cfg.offline.batch_size})")
+        print(f"memory: {self.memory.describe()}", file=sys.stderr)
+        self.agent: Agent = build(self.device)
         if not self.dataset.can_sample(self.agent.horizon):
             raise DatasetError(f"{self.dataset_path}: no episode has {self.agent.horizon} steps, the agent's "
                                f"horizon; use a dataset of longer episodes or a shorter agent.horizon")
@@ -165,6 +177,7 @@ class OfflineTrainer(OnlineTrainer):
             "config_hash": config_hash(self.cfg), "step_unit": STEP_UNIT,
             "steps_done": self.counters["updates"], "total_steps": self.total,
             "dataset": str(self.dataset_path.resolve()), "dataset_manifest_sha256": self.dataset_digest,
+            "memory_estimate_bytes": self.memory.as_dict(),
             "wall_time_s": round(self.wall_time, 3), "device": str(self.device), "updated_at": runfiles.now(),
             **extra,
         })

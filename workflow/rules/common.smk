@@ -23,6 +23,10 @@ RUN_BY_KEY = {run.key: run for run in RUNS}
 MS2_PYTHON = config.get("maniskill2_python")  # venv users: the ManiSkill2 environment's interpreter
 BLOCKED = {run.key: reason for run in RUNS if (reason := _plan.blocked(run, MS2_PYTHON))}
 
+if OFFLINE_RUNS:
+    logger.info(f"{len(OFFLINE_RUNS)} offline run(s); memory estimated before they start "
+                "(algorithms/common/memory.py):\n" + "\n".join(_plan.offline_plan_lines(OFFLINE_RUNS, USE_GPU)))
+
 if BLOCKED:
     by_reason = {}
     for key, reason in BLOCKED.items():

@@ -220,13 +220,81 @@ def expand_offline(config: dict) -> list[OfflineRun]:
     return list(runs.values())
 
 
+# Padded sizes of TD-MPC2's task sets where the dataset is not there yet to say (Meta-World's 39-dim state, the
+# largest action of the set): the plan's memory estimate only needs the padded sizes and the number of tasks.
+TASK_SET_SHAPES = {"mt30": (30, 39, 6), "mt80": (80, 39, 6)}
+
+
+def offline_shape(run: OfflineRun) -> tuple[int, int, int]:
+    """(tasks, padded observation size, padded action size) of an offline run's dataset: from its manifest when
+    the dataset exists, else from the task set its folder is named after, else mt80's (the larger)."""
+    import json
+    from pathlib import Path
+
+    manifest = Path(run.dataset) / "manifest.json"
+    try:
+        data = json.loads(manifest.read_text())
+        return len(data["tasks"]), max(data["obs_dims"]), max(data["action_dims"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return TASK_SET_SHAPES.get(run.dataset_name, TASK_SET_SHAPES["mt80"])
+
+
+_MEMORY_CACHE: dict[tuple, Any] = {}
+
+
+def offline_memory(run: OfflineRun):
+    """The run's memory estimate (algorithms/common/memory.py: the agent built on the meta device, exact counts)."""
+    import gymnasium as gym
+    import numpy as np
+
+    from algorithms.common.memory import estimate_memory
+    from algorithms.common.trainer import build_config
+    from algorithms.registry import get_algorithm
+    from envs.registry import get_task
+
+    tasks, obs_dim, action_dim = offline_shape(run)
+    overrides = {k: v for k, v in run.overrides_dict().items()}
+    key = (run.algo, tasks, obs_dim, action_dim, tuple(sorted(overrides.items())))
+    if key not in _MEMORY_CACHE:
+        # the shapes come from offline_shape: the dataset may not exist yet, so it is not part of this config
+        cfg = build_config(run.algo, None, overrides)
+        algorithm = get_algorithm(run.algo).load()
+        spec = get_task("cartpole-balance", "state")  # shapes come from the spaces below, not from the task
+
+        def build(device):
+            return algorithm.Agent(cfg.agent, spec, gym.spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32),
+                                   gym.spaces.Box(-1.0, 1.0, (action_dim,), np.float32), device, num_tasks=tasks,
+                                   task_id=0, action_dims=[action_dim] * tasks, discounts=[0.99] * tasks)
+
+        _MEMORY_CACHE[key] = estimate_memory(build, cfg.offline.batch_size, cfg.agent.horizon)
+    return _MEMORY_CACHE[key]
+
+
 def offline_resources(run: OfflineRun, gpu: bool, threads: int | None = None) -> dict[str, Any]:
-    """Scheduler hints of an offline run from its preset and its updates (benchmarks/offline_updates.py)."""
+    """Scheduler hints of an offline run from its preset and its updates (benchmarks/offline_updates.py) and its
+    memory estimate: on a CPU node the whole estimate is host memory; on a GPU node the host holds a copy of the
+    weights and optimiser state when a checkpoint is written, the dataset's index and the interpreter."""
     size = dict(run.overrides).get("agent.model_size", "6M")
     ms = MS_PER_UPDATE.get(str(size), MS_PER_UPDATE["6M"])["gpu" if gpu else "cpu"]
     runtime = max(10, math.ceil(1.5 * run.steps * ms / 60000))
-    mem_mb = 8000 + {"340M": 16000, "54M": 4000}.get(str(size), 0)
-    return {"threads": threads or (4 if gpu else 2), "mem_mb": mem_mb, "runtime": runtime, "gpu": 1 if gpu else 0}
+    memory = offline_memory(run)
+    host = (memory.weights + memory.optimiser + memory.framework) if gpu else memory.total
+    mem_mb = max(4000, math.ceil(1.25 * host / 2**20 / 1000) * 1000)  # 25% headroom, whole GB
+    return {"threads": threads or (4 if gpu else 2), "mem_mb": mem_mb, "runtime": runtime, "gpu": 1 if gpu else 0,
+            "gpu_mem_mb": math.ceil(memory.total / 2**20) if gpu else 0}
+
+
+def offline_plan_lines(runs: list[OfflineRun], gpu: bool) -> list[str]:
+    """One line per offline run family for the plan the workflow prints: its memory estimate and requests."""
+    lines, seen = [], set()
+    for run in runs:
+        if (run.name, run.dataset_name) in seen:
+            continue
+        seen.add((run.name, run.dataset_name))
+        res = offline_resources(run, gpu)
+        lines.append(f"  {run.name} on {run.dataset_name}: {offline_memory(run).describe()}; requests "
+                     f"mem_mb={res['mem_mb']} runtime={res['runtime']} min" + (" gpu=1" if gpu else ""))
+    return lines
 
 
 def expand(config: dict) -> list[Run]:
