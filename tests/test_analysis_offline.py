@@ -37,7 +37,7 @@ REPS = 200
 
 def score_of(algo: str, size: str, task: str, seed: int, step: int) -> float:
     """A distinct, known normalised score per cell, so that a table entry can be checked by hand."""
-    base = {"mbdpo": 40.0, "tdmpc2": 30.0}[algo] + {"1.7M": 0.0, "6M": 15.0}[size]
+    base = {"mbdpo": 40.0, "tdmpc2": 30.0}[algo] + {"1.7M": 0.0, "6M": 15.0, "21M": 25.0}[size]
     return base + 5.0 * TASKS.index(task) + 2.0 * seed + 0.2 * step
 
 
@@ -126,7 +126,8 @@ def test_scaling_table_equals_a_hand_computation(results):
     assert list(table.loc[table["algorithm"] == "mbdpo", "model_size"]) == ["1.7M", "6M"]
     cell = table[(table["algorithm"] == "mbdpo") & (table["model_size"] == "6M")].iloc[0]
     hand = np.mean([score_of("mbdpo", "6M", t, s, 100) for t in TASKS for s in SEEDS])
-    assert cell["mean"] == pytest.approx(hand)  # (55+60+65 + 2·(2+4)/2·... ) by brute force above
+    assert hand == pytest.approx(55.0 + 5.0 + 3.0 + 20.0)  # base + mean task offset + mean seed term + 0.2·100
+    assert cell["mean"] == pytest.approx(hand)
     assert cell["low"] < cell["mean"] < cell["high"]
     # the CI resamples tasks: the task spread (10 points) must show in its width, the seed spread alone is 2
     assert cell["high"] - cell["low"] > 4.0
