@@ -181,10 +181,10 @@ def scaling_figure(scaling: pd.DataFrame) -> Figure:
             ax.plot(c["params"], c["mean"], color=palette[alg], marker="o", label=F.display_name(alg))
             ax.fill_between(c["params"], c["low"], c["high"], color=palette[alg], alpha=0.2, lw=0)
         ax.set_xscale("log")
-        ticks = sorted(sub["params"].unique())
-        ax.set_xticks(ticks, [f"{p / 1e6:.3g}M" for p in ticks])
+        names = sub.groupby("params")["model_size"].first()  # the paper's preset names at their true counts
+        ax.set_xticks(list(names.index), [f"{n}\n({p / 1e6:.3g}M)" for p, n in names.items()])
         ax.minorticks_off()
-        ax.set_xlabel("learnable parameters (log scale)")
+        ax.set_xlabel("learnable parameters (log scale): preset (count)")
         ax.set_ylabel("final " + Y_LABEL)
         ax.set_title(f"{dataset} ({int(sub['n_tasks'].max())} tasks)", fontsize=10)
         ax.grid(alpha=0.3, which="both")
