@@ -223,3 +223,20 @@ def test_presets_of_the_analysis_are_the_world_models():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     for size, count in PRESET_PARAMETERS.items():
         assert f"| {size} |" in readme and f"{count:,} |" in readme, size
+
+
+def test_cli_analyze_reads_offline_runs_alone(tmp_path, capsys):
+    """`mbdpo-bench analyze --runs` on a folder of offline runs only: the offline outputs, exit 0; an unfinished
+    offline run is a serious problem under --strict (exit 1), as an unfinished online run is."""
+    from algorithms.cli import main
+
+    for size in SIZES:
+        write_offline_run(tmp_path, "mbdpo", size, 1)
+    out = tmp_path / "out"
+    assert main(["analyze", "--runs", str(tmp_path / "runs"), "--out", str(out), "--reps", "50",
+                 "--no-per-task"]) == 0
+    assert (out / "figures" / "scaling.png").is_file() and (out / "tables" / "offline_curves.csv").is_file()
+    write_offline_run(tmp_path, "tdmpc2", "6M", 1, status="running", steps=[0, 50])
+    assert main(["analyze", "--runs", str(tmp_path / "runs"), "--out", str(out), "--reps", "50",
+                 "--no-per-task", "--strict"]) == 1
+    assert "incomplete" in capsys.readouterr().out + (out / "summary.md").read_text()
