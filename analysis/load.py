@@ -11,6 +11,11 @@ none) and ``score`` the normalised score of :func:`analysis.scores.normalised_sc
 **env steps** (action repeat included): ``source_step`` is the step as the file wrote it and ``step_unit`` that
 file's unit (``env`` or ``agent``; analysis/units.py declares it per source, FIDELITY.md D1), so
 ``step = source_step × action repeat`` for agent-step sources and ``step = source_step`` otherwise.
+
+Offline multi-task runs (run-file format 3, ``step_unit: update``; results/README.md) count **gradient updates**,
+not env steps, so they never enter that table: :func:`load_runs` reads them into ``RunSet.offline``
+(``OFFLINE_COLUMNS``, one row per (run, task, evaluation), ``step_unit`` ``update``) and ``RunSet.offline_runs``
+(one row per run), with the same problem kinds as online runs.
 """
 
 from __future__ import annotations
@@ -33,6 +38,19 @@ from envs.registry import TASKS, TaskSpec
 EVAL_COLUMNS = ["source", "algorithm", "task", "suite", "domain", "seed", "step", "return", "success", "score",
                 "budget", "config_hash", "path", "source_step", "step_unit"]
 PROBLEM_COLUMNS = ["kind", "path", "algorithm", "task", "seed", "message"]
+OFFLINE_COLUMNS = ["source", "algorithm", "name", "dataset", "model_size", "params", "task", "suite", "domain", "seed",
+                   "step", "step_unit", "return", "success", "score", "total_steps", "config_hash", "path"]
+OFFLINE_STEP_UNIT = "update"
+"""run.json ``step_unit`` of an offline run (algorithms/common/offline_trainer.py ``STEP_UNIT``)."""
+OFFLINE_FORMAT_VERSION = 3
+
+PRESET_PARAMETERS: dict[str, int] = {"1.7M": 1_435_067, "6M": 5_389_930, "21M": 18_970_218, "54M": 48_791_146,
+                                     "340M": 317_383_129}
+"""Learnable world-model parameters of each size preset in the multi-task configuration (80 tasks, 39-dim padded
+state, 6 actions; target Qs excluded): README.md "Size presets", counted by tests/test_world_model.py. The
+analysis does not build models (it never imports the algorithms), so fig. 6's x axis uses these counts; a
+dataset of fewer tasks or smaller observations has slightly fewer parameters (a task embedding row and the
+encoder's first layer), which moves no preset past its neighbour on a log axis. A preset not listed gets NaN."""
 
 # The TD-MPC2-era release names the MyoSuite hand tasks `myo-hand-reach`; the registry (and mbdpo's) `myo-reach`.
 _PUBLISHED_ALIASES = {re.compile(r"^myo-hand-"): "myo-"}
@@ -49,11 +67,15 @@ class RunSet:
     train: pd.DataFrame = field(default_factory=pd.DataFrame)
     problems: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=PROBLEM_COLUMNS))
     step_units: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=U.UNITS_COLUMNS))
+    offline: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=OFFLINE_COLUMNS))
+    offline_runs: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def __add__(self, other: RunSet) -> RunSet:
         return RunSet(_concat([self.evals, other.evals], EVAL_COLUMNS), _concat([self.runs, other.runs]),
                       _concat([self.train, other.train]), _concat([self.problems, other.problems], PROBLEM_COLUMNS),
-                      _concat([self.step_units, other.step_units], U.UNITS_COLUMNS))
+                      _concat([self.step_units, other.step_units], U.UNITS_COLUMNS),
+                      _concat([self.offline, other.offline], OFFLINE_COLUMNS),
+                      _concat([self.offline_runs, other.offline_runs]))
 
 
 def _concat(frames: list[pd.DataFrame], columns: list[str] | None = None) -> pd.DataFrame:
@@ -132,6 +154,10 @@ def load_runs(root: str | Path, expected: Iterable[tuple[str, str, int]] | None 
     ``corrupt`` with their path; evaluations with a non-finite return (or an infinite success) as ``non_finite``
     with the file's path, and left out. ``runs`` holds one row per run (status, config hash, wall time, flattened config
     keys ``agent.*``); ``train`` the train.csv rows (with ``algorithm, task, domain, seed``) when ``train_logs``.
+
+    Offline runs (:func:`is_offline_run`; ``{name}/{dataset}/{seed}/``) go to ``offline`` (``OFFLINE_COLUMNS``: one
+    row per task per evaluation, ``step`` in gradient updates) and ``offline_runs``, never to ``evals``: their steps
+    are not env steps. Their algorithm label is :func:`offline_family` (the run name less ``-offline-<size>``).
     """
     root = Path(root)
     if not root.is_dir():
@@ -139,6 +165,8 @@ def load_runs(root: str | Path, expected: Iterable[tuple[str, str, int]] | None 
                                  "does not exist") + " (expected results/runs or --runs DIR)")
     problems: list[dict] = []
     evals, runs, trains = [], [], []
+    offline: list[pd.DataFrame] = []
+    offline_runs: list[dict] = []
     run_dirs = find_run_dirs(root)
     if not run_dirs:
         raise AnalysisInputError(f"no run folders under {str(root)!r}: expected the results root, its runs/ folder "
@@ -158,6 +186,13 @@ def load_runs(root: str | Path, expected: Iterable[tuple[str, str, int]] | None 
                                      task))
             continue
         seed = int(info.get("seed", seed_dir))
+        if is_offline_run(info):
+            frame, meta = _read_offline_run(run_dir, info, config, name, task, seed, problems)
+            if meta is not None:
+                offline_runs.append(meta)
+            if frame is not None:
+                offline.append(frame)
+            continue
         if _spec(task) is None:
             problems.append(_problem("unknown_task", run_dir, f"task {task!r} is not a registered task", name, task,
                                      seed))
@@ -223,7 +258,9 @@ def load_runs(root: str | Path, expected: Iterable[tuple[str, str, int]] | None 
     units = pd.DataFrame([{"source": "ours", "folder": str(runs_root / name.split("@")[0]), "algorithm": name,
                            "step_unit": U.OWN_RUNS_STEP_UNIT, "origin": "harness run files (eval.csv counts env steps)",
                            "reading": U.reading(U.OWN_RUNS_STEP_UNIT)} for name in names], columns=U.UNITS_COLUMNS)
-    return RunSet(evals_df, runs_df, train_df, pd.DataFrame(problems, columns=PROBLEM_COLUMNS), units)
+    offline_df, offline_runs_df = _finish_offline(offline, offline_runs, problems)
+    return RunSet(evals_df, runs_df, train_df, pd.DataFrame(problems, columns=PROBLEM_COLUMNS), units, offline_df,
+                  offline_runs_df)
 
 
 RUN_DEPTH = 4
@@ -284,6 +321,132 @@ def _missing_runs(evals: pd.DataFrame, expected: Iterable[tuple[str, str, int]] 
     return [_problem("missing", source_root / alg / task / str(seed), "no evaluations for this run", alg, task,
                      int(seed))
             for alg, task, seed in expected if (alg, task, int(seed)) not in have]
+
+
+# ------------------------------------------------------------------------------------------------------ offline
+
+def is_offline_run(info: Mapping) -> bool:
+    """Whether a run.json is an offline multi-task run (format 3): its steps are gradient updates and its eval.csv
+    has a row per task, so reading it as an online run would misname its dataset folder as a task and its updates
+    as env steps. ``step_unit: update``, or format 3 with a ``tasks`` list (a run.json written before its first
+    counter was known still has ``tasks``)."""
+    if info.get("step_unit") == OFFLINE_STEP_UNIT:
+        return True
+    try:
+        version = int(info.get("format_version", 0))
+    except (TypeError, ValueError):
+        return False
+    return version >= OFFLINE_FORMAT_VERSION and "tasks" in info
+
+
+def preset_parameters(model_size: str) -> float:
+    """Learnable parameters of a size preset (:data:`PRESET_PARAMETERS`), NaN for a size the table lacks (a custom
+    size cannot be placed on fig. 6's axis without building the model)."""
+    return float(PRESET_PARAMETERS.get(str(model_size), np.nan))
+
+
+def offline_family(name: str, algo: str, model_size: str) -> str:
+    """The algorithm label of an offline run: its run name without the model size the workflow appends
+    (``mbdpo-offline-1.7M`` → ``mbdpo``; workflow/scripts/plan.py names a family ``<algo>-offline[-<size>]``), so that
+    the sizes of one algorithm form one line of the scaling figure. A name of another form (a variant,
+    ``name=...``) is kept, less a trailing ``-<size>``, so that variants are never averaged with the default."""
+    base = name[: -len(model_size) - 1] if model_size and name.endswith(f"-{model_size}") else name
+    return algo if algo and base == f"{algo}-offline" else base
+
+
+def _read_offline_run(run_dir: Path, info: Mapping, config: Mapping, name: str, dataset: str, seed: int,
+                      problems: list[dict]) -> tuple[pd.DataFrame | None, dict | None]:
+    """(evaluations, run metadata) of one offline run; a problem, and None, for what cannot be used.
+
+    run.json ``tasks`` must be a non-empty list (else ``corrupt``); eval.csv rows of a task outside it, or of a task
+    the registry lacks, are ``unknown_task`` and left out; a task of ``tasks`` without any evaluation in a run that
+    has evaluations is ``missing``; non-finite values are ``non_finite``; an unfinished run is ``incomplete``."""
+    tasks = info.get("tasks")
+    if not isinstance(tasks, list) or not tasks or not all(isinstance(t, str) for t in tasks):
+        problems.append(_problem("corrupt", run_dir / "run.json", f"offline run.json has no list of tasks "
+                                 f"(tasks={tasks!r}); expected the dataset's task names", name, dataset, seed))
+        return None, None
+    agent = config.get("agent") if isinstance(config.get("agent"), dict) else {}
+    model_size = str(agent.get("model_size", "")) if agent.get("model_size") is not None else ""
+    algo = str(info.get("algo", "") or config.get("algo", ""))
+    algorithm = offline_family(name, algo, model_size)
+    total = info.get("total_steps")
+    meta = {"algorithm": algorithm, "name": name, "algo": algo, "dataset": dataset, "seed": seed,
+            "model_size": model_size, "params": preset_parameters(model_size), "tasks": ",".join(tasks),
+            "n_tasks": len(tasks), "status": info.get("status", ""), "config_hash": info.get("config_hash", ""),
+            "steps_done": info.get("steps_done"), "total_steps": total, "wall_time_s": info.get("wall_time_s"),
+            "device": info.get("device", ""), "dataset_path": info.get("dataset", ""), "path": str(run_dir),
+            **_flatten(config)}
+    eval_path = run_dir / "eval.csv"
+    if not eval_path.exists():
+        problems.append(_problem("missing", eval_path, "offline run has no eval.csv yet", algorithm, dataset, seed))
+        return None, meta
+    try:
+        ev = _read_csv(eval_path, ["step", "task", "episode_return", "success"])
+        ev["step"] = pd.to_numeric(ev["step"], errors="raise").astype(np.int64)
+        ev["episode_return"] = pd.to_numeric(ev["episode_return"], errors="raise").astype(float)
+        ev["task"] = ev["task"].astype(str)
+    except (OSError, ValueError, TypeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        problems.append(_problem("corrupt", eval_path, f"cannot read offline evaluations: {exc}", algorithm, dataset,
+                                 seed))
+        return None, meta
+    if meta["status"] != "finished":
+        problems.append(_problem("incomplete", run_dir, f"offline run status is {meta['status']!r}: " + (
+            f"its evaluations end at update {int(ev['step'].max())} of {total}" if len(ev) else
+            "no evaluation yet (eval.csv is empty)"), algorithm, dataset, seed))
+    for task in sorted(set(ev["task"]) - set(tasks)):
+        problems.append(_problem("unknown_task", eval_path, f"eval.csv has {int((ev['task'] == task).sum())} row(s) "
+                                 f"of task {task!r}, which is not one of run.json's tasks {tasks}; left out",
+                                 algorithm, task, seed))
+    for task in sorted({t for t in tasks if _spec(t) is None}):
+        problems.append(_problem("unknown_task", run_dir / "run.json", f"task {task!r} of this offline run is not a "
+                                 "registered task; its evaluations are left out", algorithm, task, seed))
+    if len(ev):
+        for task in [t for t in tasks if t not in set(ev["task"])]:
+            problems.append(_problem("missing", eval_path, f"task {task!r} of run.json's tasks has no evaluation",
+                                     algorithm, task, seed))
+    ev = ev[ev["task"].isin(tasks) & ev["task"].map(lambda t: _spec(t) is not None)]
+    frame = pd.DataFrame({
+        "source": "ours", "algorithm": algorithm, "name": name, "dataset": dataset, "model_size": model_size,
+        "params": meta["params"], "task": ev["task"], "seed": seed, "step": ev["step"],
+        "step_unit": OFFLINE_STEP_UNIT, "return": ev["episode_return"],
+        "success": pd.to_numeric(ev["success"], errors="coerce"), "total_steps": total,
+        "config_hash": meta["config_hash"], "path": str(eval_path)})
+    success_inf = frame["success"].where(~frame["success"].isna(), 0.0)
+    frame = _drop_non_finite(frame, {"return": frame["return"], "success": success_inf}, eval_path, problems,
+                             algorithm, dataset, seed)
+    return frame, meta
+
+
+def _finish_offline(frames: list[pd.DataFrame], runs: list[dict],
+                    problems: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The offline table (task columns and scores added) and run table; seeds of one (algorithm, dataset, model
+    size) whose ``config_hash`` differ are relabelled ``algorithm@hash`` and reported (``mixed_config``), as online:
+    runs of different configs are never averaged (the model size alone is expected to differ across a sweep)."""
+    table = _concat(frames, OFFLINE_COLUMNS)
+    runs_df = pd.DataFrame(runs)
+    if runs_df.empty:
+        return pd.DataFrame(columns=OFFLINE_COLUMNS), runs_df
+    relabel: dict[tuple[str, str, str, str], str] = {}
+    for (alg, dataset, size), group in runs_df.groupby(["algorithm", "dataset", "model_size"]):
+        hashes = sorted(group["config_hash"].unique())
+        if len(hashes) < 2:
+            continue
+        for h in hashes:
+            relabel[(alg, dataset, size, h)] = f"{alg}@{h[:8]}"
+        seeds = {h: sorted(group.loc[group["config_hash"] == h, "seed"]) for h in hashes}
+        problems.append(_problem("mixed_config", Path(group["path"].iloc[0]).parent,
+                                 f"offline seeds of model size {size} ran different configs ({seeds}); kept apart as "
+                                 f"{', '.join(f'{alg}@{h[:8]}' for h in hashes)}, not averaged", alg, dataset))
+    for frame in (table, runs_df):
+        if relabel and not frame.empty:
+            keys = zip(frame["algorithm"], frame["dataset"], frame["model_size"], frame["config_hash"])
+            frame["algorithm"] = [relabel.get(k, a) for k, a in zip(keys, frame["algorithm"])]
+    if table.empty:
+        return pd.DataFrame(columns=OFFLINE_COLUMNS), runs_df
+    table = _with_task_columns(table.reset_index(drop=True))
+    table["seed"] = table["seed"].astype(int)
+    return table[OFFLINE_COLUMNS], runs_df
 
 
 # ---------------------------------------------------------------------------------------------------- published

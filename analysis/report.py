@@ -13,9 +13,14 @@ Layout of ``OUT``::
     figures/*.png                         aggregate curves, interval estimates, profiles, P(improvement),
                                           per-task curves per domain, cross-TD error / policy drift,
                                           efficiency_<A>_vs_<B>_<domain>.png
+    tables/offline_scores.csv             offline runs (format 3): each run's final evaluation per task
+    tables/offline_curves.csv, figures/offline_curves.png   offline score vs gradient updates per algorithm × size
+    tables/scaling.{csv,md,tex}, figures/scaling.png        fig. 6 from offline runs (figure: ≥ 2 model sizes);
+                                          an online model-size sweep then writes scaling_single_task.*
     summary.md                            what was read, what was written, what is missing, the step units
 
-Every step axis is in env steps; the step-unit reading of each source is in the captions and summary.md.
+Every step axis of the online analysis is in env steps (offline runs: gradient updates, in their own tables and
+figures, never mixed with env steps); the step-unit reading of each source is in the captions and summary.md.
 :func:`analyze_both_units` runs the whole analysis once per reading of the uncertain folders (mbdpo: agent / env)
 into ``OUT/units-agent/`` and ``OUT/units-env/``, with ``OUT/tables/efficiency_by_unit.*`` side by side.
 """
@@ -31,6 +36,7 @@ import pandas as pd
 
 from analysis import efficiency as E
 from analysis import figures as F
+from analysis import offline as O
 from analysis import stats as S
 from analysis import tables as T
 from analysis import units as U
@@ -93,7 +99,10 @@ def gather(runs: str | Path | None = None, published: str | Path | None = None,
     ``"<algorithm> (published)"`` so they are never averaged with ours. ``expected`` (name, task, seed) limits our
     runs to those (a workflow config's grid; others in the folder are ignored) and reports the absent ones.
     ``step_units`` overrides released folders' step units (:func:`analysis.load.load_published`); every source
-    ends up in env steps (FIDELITY.md D1) and ``RunSet.step_units`` lists each source's reading."""
+    ends up in env steps (FIDELITY.md D1) and ``RunSet.step_units`` lists each source's reading. Offline runs
+    (``RunSet.offline``, steps in gradient updates) are read beside the online ones; ``expected`` names online runs
+    and does not filter them, ``algorithms`` does (by their algorithm label, e.g. ``mbdpo``). Only when neither
+    online nor offline evaluations are found is it an error."""
     if runs is None and published is None:
         raise AnalysisInputError("nothing to analyse: give a runs directory (--runs) and/or released curves "
                                  "(--published)")
@@ -114,13 +123,13 @@ def gather(runs: str | Path | None = None, published: str | Path | None = None,
                 frame["algorithm"] = frame["algorithm"].astype(str) + PUBLISHED_SUFFIX
         result = result + pub if runs is not None else pub
     if algorithms is not None:
-        for name in ("evals", "runs", "train", "problems", "step_units"):
+        for name in ("evals", "runs", "train", "problems", "step_units", "offline", "offline_runs"):
             frame = getattr(result, name)
             if frame.empty or "algorithm" not in frame.columns:
                 continue
             base = frame["algorithm"].astype(str).str.replace(PUBLISHED_SUFFIX, "", regex=False).str.split("@").str[0]
             setattr(result, name, frame[base.isin(algorithms)].reset_index(drop=True))
-    if result.evals.empty:
+    if result.evals.empty and result.offline.empty:
         found = ""
         if runs is not None and not result.problems.empty:
             kinds = result.problems.groupby("kind").size()
@@ -170,89 +179,157 @@ def analyze(out: str | Path, runs: str | Path | None = None, published: str | Pa
                              "Step unit of each source; every figure and table is in env steps (FIDELITY.md D1)",
                              formats=("csv", "md"))
 
-    values, dropped_at, early = table_values(evals, at_step)
-    steps = values.groupby("domain")["step"].first().to_dict()
-    intervals = S.interval_estimates(values, reps=reps, seed=seed)
-    per_domain = T.per_domain_table(intervals, steps)
-    written += T.write_table(per_domain, tables / "per_domain",
-                             "Normalised score (0-100) per domain: mean and IQM with 95% stratified-bootstrap CIs, "
-                             f"at env step `step`. Step readings: {units_note}")
-    written += T.write_table(T.paper_domain_table(per_domain), tables / "per_domain_paper",
-                             "Mean normalised score per domain [95% CI], at each domain's env-step budget. "
-                             f"Step readings: {units_note}")
-    written += T.write_table(intervals, tables / "interval_estimates", formats=("csv",))
-    fig_domain = "All" if "All" in set(intervals["domain"]) else intervals["domain"].iloc[0]
-    written.append(save(F.interval_plot(intervals, fig_domain), figs / "interval_estimates.png"))
-    for domain in sorted(set(intervals["domain"]) - {"All"}):
-        written.append(save(F.interval_plot(intervals, domain), figs / f"interval_estimates_{_slug(domain)}.png"))
+    online_scaling = None
+    if not evals.empty:
+        values, dropped_at, early = table_values(evals, at_step)
+        steps = values.groupby("domain")["step"].first().to_dict()
+        intervals = S.interval_estimates(values, reps=reps, seed=seed)
+        per_domain = T.per_domain_table(intervals, steps)
+        written += T.write_table(per_domain, tables / "per_domain",
+                                 "Normalised score (0-100) per domain: mean and IQM with 95% stratified-bootstrap CIs, "
+                                 f"at env step `step`. Step readings: {units_note}")
+        written += T.write_table(T.paper_domain_table(per_domain), tables / "per_domain_paper",
+                                 "Mean normalised score per domain [95% CI], at each domain's env-step budget. "
+                                 f"Step readings: {units_note}")
+        written += T.write_table(intervals, tables / "interval_estimates", formats=("csv",))
+        fig_domain = "All" if "All" in set(intervals["domain"]) else intervals["domain"].iloc[0]
+        written.append(save(F.interval_plot(intervals, fig_domain), figs / "interval_estimates.png"))
+        for domain in sorted(set(intervals["domain"]) - {"All"}):
+            written.append(save(F.interval_plot(intervals, domain), figs / f"interval_estimates_{_slug(domain)}.png"))
 
-    profiles = S.performance_profiles(values, reps=reps, seed=seed)
-    written += T.write_table(profiles, tables / "performance_profiles", formats=("csv",))
-    written.append(save(F.performance_profile_plot(profiles), figs / "performance_profiles.png"))
+        profiles = S.performance_profiles(values, reps=reps, seed=seed)
+        written += T.write_table(profiles, tables / "performance_profiles", formats=("csv",))
+        written.append(save(F.performance_profile_plot(profiles), figs / "performance_profiles.png"))
 
-    algs = set(values["algorithm"])
-    poi_candidate = candidate if candidate in algs else None
-    if poi_candidate is not None and len(algs) > 1:
-        poi = S.probability_of_improvement(values, poi_candidate, reps=reps, seed=seed)
-        written += T.write_table(poi, tables / "probability_of_improvement",
-                                 f"P({poi_candidate} > baseline) on the tasks both have, 95% CIs",
-                                 floatfmt=".3f")
-        written.append(save(F.probability_of_improvement_plot(poi), figs / "probability_of_improvement.png"))
+        algs = set(values["algorithm"])
+        poi_candidate = candidate if candidate in algs else None
+        if poi_candidate is not None and len(algs) > 1:
+            poi = S.probability_of_improvement(values, poi_candidate, reps=reps, seed=seed)
+            written += T.write_table(poi, tables / "probability_of_improvement",
+                                     f"P({poi_candidate} > baseline) on the tasks both have, 95% CIs",
+                                     floatfmt=".3f")
+            written.append(save(F.probability_of_improvement_plot(poi), figs / "probability_of_improvement.png"))
 
-    grid = default_grid(evals)
-    aligned, dropped = align(evals, grid)
-    curves = S.sample_efficiency_curves(aligned, reps=reps, seed=seed)
-    written += T.write_table(curves, tables / "aggregate_curves", formats=("csv",))
-    written.append(save(F.aggregate_curves(curves, units_note=units_note), figs / "aggregate_curves.png"))
-    if per_task:
-        for domain, sub in aligned.groupby("domain"):
-            unit_note = U.readings_note(data.step_units, sub["algorithm"].unique())
-            written.append(save(F.per_task_curves(sub, units_note=unit_note), figs / f"per_task_{_slug(domain)}.png"))
+        grid = default_grid(evals)
+        aligned, dropped = align(evals, grid)
+        curves = S.sample_efficiency_curves(aligned, reps=reps, seed=seed)
+        written += T.write_table(curves, tables / "aggregate_curves", formats=("csv",))
+        written.append(save(F.aggregate_curves(curves, units_note=units_note), figs / "aggregate_curves.png"))
+        if per_task:
+            for domain, sub in aligned.groupby("domain"):
+                unit_note = U.readings_note(data.step_units, sub["algorithm"].unique())
+                written.append(save(F.per_task_curves(sub, units_note=unit_note), figs / f"per_task_{_slug(domain)}.png"))
 
-    eff_tables, eff_curves = [], []
-    for a, b in pairs:
-        table, eff_curve = E.sample_efficiency_ratio(evals, a, b, reps=reps, seed=seed)
-        eff_tables.append(table)
-        eff_curves.append(eff_curve)
-        unit_note = U.readings_note(data.step_units, [a, b])
-        for row in table.to_dict("records"):
-            written.append(save(F.efficiency_figure(eff_curve, row, unit_note),
-                                  figs / f"efficiency_{_file_slug(a)}_vs_{_file_slug(b)}_{_slug(row['domain'])}.png"))
-    eff_table = pd.concat(eff_tables, ignore_index=True) if eff_tables else \
-        pd.DataFrame(columns=E.EFFICIENCY_COLUMNS)
-    if eff_tables:
-        written += T.write_table(eff_table, tables / "efficiency", EFFICIENCY_CAPTION + f" Step readings: {units_note}",
-                                 floatfmt=".3g")
-        written += T.write_table(pd.concat(eff_curves, ignore_index=True), tables / "efficiency_curves",
-                                 formats=("csv",))
+        eff_tables, eff_curves = [], []
+        for a, b in pairs:
+            table, eff_curve = E.sample_efficiency_ratio(evals, a, b, reps=reps, seed=seed)
+            eff_tables.append(table)
+            eff_curves.append(eff_curve)
+            unit_note = U.readings_note(data.step_units, [a, b])
+            for row in table.to_dict("records"):
+                written.append(save(F.efficiency_figure(eff_curve, row, unit_note),
+                                      figs / f"efficiency_{_file_slug(a)}_vs_{_file_slug(b)}_{_slug(row['domain'])}.png"))
+        eff_table = pd.concat(eff_tables, ignore_index=True) if eff_tables else \
+            pd.DataFrame(columns=E.EFFICIENCY_COLUMNS)
+        if eff_tables:
+            written += T.write_table(eff_table, tables / "efficiency", EFFICIENCY_CAPTION + f" Step readings: {units_note}",
+                                     floatfmt=".3g")
+            written += T.write_table(pd.concat(eff_curves, ignore_index=True), tables / "efficiency_curves",
+                                     formats=("csv",))
 
-    if not data.runs.empty:
-        timing = T.training_time_table(data.runs, data.train)
-        written += T.write_table(timing, tables / "training_time", "Training time per step (ms) by domain")
-    if not data.train.empty:
-        written.append(save(F.diagnostics_curves(data.train), figs / "diagnostics.png"))
-    if not data.runs.empty:
-        for parameter, label in ABLATION_PARAMETERS.items():
-            ablation = ablation_values(values, data.runs, parameter)
-            if ablation[parameter].nunique() > 1:
-                slug = parameter.split(".")[-1]
-                summary = ablation.groupby(parameter)["score"].agg(["mean", "std", "count"]).reset_index()
-                written += T.write_table(summary, tables / f"ablation_{slug}", f"Ablation: {label}")
-                written.append(save(F.ablation_plot(ablation, parameter, label), figs / f"ablation_{slug}.png"))
-        scaling = scaling_values(values, data.runs)
-        if scaling["params"].nunique() > 1:
-            written += T.write_table(T.scaling_table(scaling), tables / "scaling", "Normalised score by model size")
-            written.append(save(F.scaling_plot(scaling), figs / "scaling.png"))
+        if not data.runs.empty:
+            timing = T.training_time_table(data.runs, data.train)
+            written += T.write_table(timing, tables / "training_time", "Training time per step (ms) by domain")
+        if not data.train.empty:
+            written.append(save(F.diagnostics_curves(data.train), figs / "diagnostics.png"))
+        if not data.runs.empty:
+            for parameter, label in ABLATION_PARAMETERS.items():
+                ablation = ablation_values(values, data.runs, parameter)
+                if ablation[parameter].nunique() > 1:
+                    slug = parameter.split(".")[-1]
+                    summary = ablation.groupby(parameter)["score"].agg(["mean", "std", "count"]).reset_index()
+                    written += T.write_table(summary, tables / f"ablation_{slug}", f"Ablation: {label}")
+                    written.append(save(F.ablation_plot(ablation, parameter, label), figs / f"ablation_{slug}.png"))
+            scaling = scaling_values(values, data.runs)
+            if scaling["params"].nunique() > 1:
+                def online_scaling(stem: str = "scaling", scaling: pd.DataFrame = scaling) -> list[Path]:
+                    """The online model-size sweep's table and figure, named ``stem`` (``scaling_single_task``
+                    when offline runs take ``scaling``)."""
+                    return [*T.write_table(T.scaling_table(scaling), tables / stem, "Normalised score by model size"),
+                            save(F.scaling_plot(scaling), figs / f"{stem}.png")]
 
-    frames = [f for f in (data.problems, early, missing_steps(evals, grid)) if not f.empty]  # concat warns on empties
+        online_problems = [early, missing_steps(evals, grid)]
+        dropped_all = pd.concat([dropped.assign(where="curves"), dropped_at.assign(where="table")],
+                                ignore_index=True)
+    else:  # offline runs only: no env-step evaluation to table
+        per_domain = pd.DataFrame(columns=T.PER_DOMAIN_COLUMNS)
+        eff_table = pd.DataFrame(columns=E.EFFICIENCY_COLUMNS)
+        online_problems = []
+        dropped_all = pd.DataFrame(columns=["algorithm", "task", "seed", "reason", "n", "steps", "where"])
+
+    offline_lines: list[str] = []
+    if not data.offline.empty:
+        offline_written, offline_lines = write_offline(data.offline, out, save, reps, seed,
+                                                       single_task_scaling=online_scaling)
+        written += offline_written
+    elif online_scaling is not None:
+        written += online_scaling()
+    frames = [f for f in (data.problems, *online_problems) if not f.empty]  # concat warns on empties
     problems = pd.concat(frames, ignore_index=True) if frames else data.problems
-    dropped_all = pd.concat([dropped.assign(where="curves"), dropped_at.assign(where="table")], ignore_index=True)
     written += T.write_table(problems, tables / "problems", formats=("csv",))
     written += T.write_table(dropped_all, tables / "alignment_dropped", formats=("csv",))
     written.append(T.atomic_write_text(out / "summary.md", _summary(evals, problems, dropped_all, per_domain,
                                                                     written, out, data.step_units, eff_table,
-                                                                    banner)))
+                                                                    banner, offline_lines)))
     return AnalysisResult(out, per_domain, problems, dropped_all, written, eff_table, data.step_units)
+
+
+OFFLINE_CAPTION = ("Offline multi-task runs: mean normalised score (0-100) over the dataset's tasks and seeds, at each "
+                   "run's final evaluation; 95% percentile bootstrap CI resampling tasks and seeds within tasks. "
+                   "Steps are gradient updates. `params`: the size preset's learnable parameters (multi-task, "
+                   "README.md Size presets).")
+
+
+def write_offline(offline: pd.DataFrame, out: Path, save, reps: int = 2000, seed: int = 0,
+                  single_task_scaling=None) -> tuple[list[Path], list[str]]:
+    """The offline outputs under ``out`` and the summary.md section about them: (files written, markdown lines).
+
+    ``tables/offline_scores.csv`` (each run's final evaluation per task), ``tables/offline_curves.csv`` and
+    ``figures/offline_curves.png`` (score vs updates, per algorithm × model size), ``tables/scaling.*`` and — only
+    when some dataset has runs of at least two model sizes of known parameter count, since one point is no scaling
+    curve — ``figures/scaling.png``; otherwise the section says why there is no figure. ``single_task_scaling``
+    (the online sweep's writer, if any) is called with stem ``scaling_single_task`` so neither overwrites the other.
+    ``save`` is :func:`analyze`'s figure writer (it adds the scale note)."""
+    tables, figs = out / "tables", out / "figures"
+    written: list[Path] = []
+    scores = O.final_scores(offline)
+    written += T.write_table(scores, tables / "offline_scores", formats=("csv",))
+    curves = O.offline_curves(offline, reps=reps, seed=seed)
+    written += T.write_table(curves, tables / "offline_curves", formats=("csv",))
+    written.append(save(O.offline_curves_figure(curves), figs / "offline_curves.png"))
+    scaling = O.scaling_table(scores, reps=reps, seed=seed)
+    written += T.write_table(scaling, tables / "scaling", OFFLINE_CAPTION)
+    sized = scaling.dropna(subset=["params"]).groupby("dataset")["params"].nunique()
+    lines = ["## Offline runs (multi-task; steps are gradient updates)", "",
+             f"Read {offline.groupby(['algorithm', 'dataset', 'model_size', 'seed']).ngroups} offline run(s) of "
+             f"{offline['algorithm'].nunique()} algorithm(s) on {offline['dataset'].nunique()} dataset(s) "
+             f"({', '.join(sorted(offline['dataset'].unique()))}); model sizes: "
+             f"{', '.join(O.size_order(offline['model_size']))}. Kept apart from the env-step tables above.", "",
+             OFFLINE_CAPTION, "",
+             T.to_markdown(scaling.drop(columns=["notes"]).assign(
+                 params=scaling["params"].map(lambda v: "" if pd.isna(v) else f"{v / 1e6:.2f}M"))), ""]
+    if (sized >= 2).any():
+        written.append(save(O.scaling_figure(scaling), figs / "scaling.png"))
+        lines.append("Scaling figure (fig. 6): figures/scaling.png.")
+    else:
+        lines.append("No scaling figure: fig. 6 needs runs of at least two model sizes (of known parameter count) "
+                     f"on one dataset; found {', '.join(O.size_order(offline['model_size'])) or 'none'}.")
+    notes = scaling.loc[scaling["notes"] != "", ["dataset", "algorithm", "model_size", "notes"]]
+    lines += [f"- {r.dataset} {r.algorithm} {r.model_size}: {r.notes}" for r in notes.itertuples()]
+    if single_task_scaling is not None:
+        written += single_task_scaling("scaling_single_task")
+        lines.append("The online model-size sweep is in tables/scaling_single_task.* and figures/scaling_single_task.png.")
+    return written, [*lines, ""]
 
 
 def table_values(evals: pd.DataFrame, at_step: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -445,7 +522,8 @@ def _not_final(problems: pd.DataFrame) -> list[str]:
 
 def _summary(evals: pd.DataFrame, problems: pd.DataFrame, dropped: pd.DataFrame, per_domain: pd.DataFrame,
              written: list[Path], out: Path, step_units: pd.DataFrame | None = None,
-             efficiency: pd.DataFrame | None = None, banner: str | None = None) -> str:
+             efficiency: pd.DataFrame | None = None, banner: str | None = None,
+             offline_lines: list[str] | None = None) -> str:
     lines = ["# Analysis summary", "", *([f"> **{banner[0].upper() + banner[1:]}.**", ""] if banner else []),
              (f"Read {evals.groupby(['algorithm', 'task', 'seed']).ngroups} runs of "
              f"{evals['algorithm'].nunique()} algorithm(s) on {evals['task'].nunique()} task(s)."), "",
@@ -459,9 +537,13 @@ def _summary(evals: pd.DataFrame, problems: pd.DataFrame, dropped: pd.DataFrame,
         lines.append(T.to_markdown(step_units[["source", "folder", "algorithm", "step_unit", "reading", "origin"]]))
     else:
         lines.append("No source listed.")
-    lines += ["", "## Per-domain normalised score", "",
-              "At the env step in `tables/per_domain.csv`'s column `step` (default: each domain's budget end).", "",
-              T.to_markdown(T.paper_domain_table(per_domain)), ""]
+    if per_domain.empty:
+        lines += ["", "## Per-domain normalised score", "", "No online (env-step) evaluations were read.", ""]
+    else:
+        lines += ["", "## Per-domain normalised score", "",
+                  "At the env step in `tables/per_domain.csv`'s column `step` (default: each domain's budget end).",
+                  "", T.to_markdown(T.paper_domain_table(per_domain)), ""]
+    lines += offline_lines or []
     if efficiency is not None and not efficiency.empty:
         lines += ["## Sample-efficiency ratio", "", EFFICIENCY_CAPTION, "",
                   T.to_markdown(_efficiency_markdown(efficiency)), ""]
