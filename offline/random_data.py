@@ -42,6 +42,7 @@ def write_random_dataset(path: str | Path, tasks: list[str], episodes: int, seed
 
     envs = [make_env(task, seed=seed) for task in tasks]
     data = {task: random_episodes(task, episodes, seed + i) for i, task in enumerate(tasks)}
+    path = Path(path).resolve()  # Minari resolves a relative root against its own folder
     write_dataset(path, list(tasks), [e.observation_space.shape[0] for e in envs],
                   [e.action_space.shape[0] for e in envs], data, source="random")
-    return Path(path)
+    return path
