@@ -74,10 +74,25 @@ def test_ablation_grid_is_one_run_per_distinct_setting_task_seed():
     assert dict(next(r for r in runs if r.name == "mbdpo-ablation-T10").overrides)["agent.diffusion_steps"] == 10
 
 
-@pytest.mark.parametrize("name", ["o2o.yaml"])
-def test_offline_configs_stop_at_plan_time(name):
-    with pytest.raises(plan.PlanError, match="not implemented yet"):
-        plan.expand(load(name))
+def test_o2o_config_plans_finetune_and_scratch_after_pretraining():
+    """config/o2o.yaml: per algorithm one pretraining run on the 70 tasks' dataset, then per held-out task and seed a
+    fine-tuning run (init.checkpoint = the pretraining folder, waiting for its marker) and a from-scratch twin."""
+    config = load("o2o.yaml")
+    pretraining = plan.expand_offline(config)
+    assert [r.key for r in pretraining] == ["mbdpo-o2o-pretrain/mt80-minus-finetune/1",
+                                            "tdmpc2-o2o-pretrain/mt80-minus-finetune/1"]
+    runs = plan.expand(config)
+    assert len(runs) == 2 * 10 * 3 * 2  # algorithms x held-out tasks x seeds x (fine-tune, scratch)
+    finetune = next(r for r in runs if r.key == "mbdpo-finetune/hopper-hop/2")
+    scratch = next(r for r in runs if r.key == "mbdpo-scratch/hopper-hop/2")
+    folder = "results/runs/mbdpo-o2o-pretrain/mt80-minus-finetune/1"
+    assert finetune.setting("init.checkpoint") == folder and finetune.after == f"{folder}/complete.json"
+    assert scratch.after is None and dict(scratch.overrides) == {k: v for k, v in finetune.overrides
+                                                                 if k != "init.checkpoint"}
+    smoke = load("o2o-smoke.yaml")
+    assert [r.key for r in plan.expand(smoke)] == ["mbdpo-finetune/hopper-hop/1", "mbdpo-scratch/hopper-hop/1"]
+    with pytest.raises(plan.PlanError, match="hopper-hop both pretrained on and held out"):
+        plan.expand({"o2o": {**smoke["o2o"], "pretrain_tasks": ["walker-walk", "hopper-hop"]}})
 
 
 def test_scaling_config_plans_offline_runs():

@@ -58,6 +58,22 @@ class OfflineConfig:
 
 
 @dataclass
+class InitConfig:
+    """Offline-to-online fine-tuning (``init.<key>=value``; issue 16, paper fig. 7): an online run that starts from a
+    pretrained multi-task checkpoint instead of random weights (algorithms/common/finetune.py)."""
+
+    checkpoint: str | None = None
+    """A pretrained offline run folder (its newest checkpoint) or one checkpoint file (``step_*.pt``); None = train
+    from scratch. The run is built in the pretrained shape (padding, tasks, model size) and loads its weights."""
+    checkpoint_sha256: str | None = None
+    """SHA-256 of that checkpoint file, filled in when the config is built (or given, to pin one): a resume whose
+    pretrained checkpoint changed since is refused as a config change."""
+    seed_buffer_from: str | None = None
+    """An offline dataset folder: the replay buffer starts with the fine-tuning task's episodes from it (when it
+    holds that task); None = an empty buffer (METHOD.md: start from the pretrained model, skip seeding)."""
+
+
+@dataclass
 class RunConfig:
     """What one run is: which algorithm on which task with which seed, for how long, logged where."""
 
@@ -106,6 +122,8 @@ class RunConfig:
     offline: OfflineConfig = field(default_factory=OfflineConfig)
     """Offline training on a dataset (``offline.dataset``); then ``steps``, ``eval_every``, ``checkpoint_every``
     and ``log_every`` count gradient updates, and ``task``/``obs``/``seed_steps``/``buffer_size`` are unused."""
+    init: InitConfig = field(default_factory=InitConfig)
+    """Start an online run from a pretrained checkpoint (``init.checkpoint``): offline-to-online fine-tuning."""
     agent: Any = None
     """The algorithm's hyper-parameter dataclass."""
 
@@ -114,9 +132,18 @@ class RunConfig:
         return self.offline.dataset is not None
 
     @property
+    def is_finetune(self) -> bool:
+        """An online run that starts from a pretrained checkpoint (``init.checkpoint``)."""
+        return self.init.checkpoint is not None
+
+    @property
     def run_name(self) -> str:
-        """The run family's folder name: ``name``, else the algorithm (``<algo>-offline`` for offline runs)."""
-        return self.name or (f"{self.algo}-offline" if self.is_offline else self.algo)
+        """The run family's folder name: ``name``, else the algorithm (``<algo>-offline`` for offline runs,
+        ``<algo>-finetune`` for runs from a pretrained checkpoint, so that the from-scratch run of the same config
+        keeps its own folder)."""
+        if self.name:
+            return self.name
+        return f"{self.algo}-offline" if self.is_offline else f"{self.algo}-finetune" if self.is_finetune else self.algo
 
 
 # Keys that do not change what a run computes: a resumed run may differ in them.
@@ -226,22 +253,28 @@ def apply_overrides(cfg: RunConfig, overrides: dict[str, str]) -> None:
             apply_values(cfg.agent, {key[len("agent."):]: value}, prefix="agent.")
         elif key.startswith("offline."):
             apply_values(cfg.offline, {key[len("offline."):]: value}, prefix="offline.")
+        elif key.startswith("init."):
+            apply_values(cfg.init, {key[len("init."):]: value}, prefix="init.")
         elif key in run_types and key != "agent":
             apply_values(cfg, {key: value})
         elif key in agent_types:
             apply_values(cfg.agent, {key: value}, prefix="agent.")
         else:
-            valid = [k for k in run_types if k not in ("agent", "offline")] + [f"agent.{k}" for k in agent_types] \
-                + [f"offline.{k}" for k in field_types(OfflineConfig)]
+            valid = [k for k in run_types if k not in ("agent", "offline", "init")] \
+                + [f"agent.{k}" for k in agent_types] + [f"offline.{k}" for k in field_types(OfflineConfig)] \
+                + [f"init.{k}" for k in field_types(InitConfig)]
             raise _unknown_key(key, valid)
 
 
 def to_dict(cfg: RunConfig) -> dict[str, Any]:
-    """The config as plain data; an online run has no ``offline`` section, so that its config.yaml and
-    config_hash are those it had before offline training existed (its folder resumes as before)."""
+    """The config as plain data; an online run has no ``offline`` section and a run from scratch no ``init``
+    section, so that their config.yaml and config_hash are those they had before offline training and fine-tuning
+    existed (their folders resume as before)."""
     data = dataclasses.asdict(cfg)
     if not cfg.is_offline:
         data.pop("offline")
+    if cfg.init == InitConfig():
+        data.pop("init")
     data["format_version"] = CONFIG_FORMAT_VERSION
     return data
 

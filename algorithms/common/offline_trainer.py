@@ -160,7 +160,10 @@ class OfflineTrainer(OnlineTrainer):
         return {"eval": self.eval_log, "train": self.train_log}
 
     def sampler_state(self) -> dict[str, Any]:
-        return {"dataset": self.dataset.state_dict(), "dataset_digest": self.dataset_digest}
+        # the tasks and sizes the agent was built for: a fine-tuning run (algorithms/common/finetune.py) rebuilds
+        # that shape from the checkpoint alone
+        return {"dataset": self.dataset.state_dict(), "dataset_digest": self.dataset_digest, "tasks": self.tasks,
+                "obs_dims": list(self.dataset.obs_dims), "action_dims": list(self.dataset.action_dims)}
 
     def load_sampler_state(self, state: dict[str, Any]) -> None:
         if state["dataset_digest"] != self.dataset_digest:

@@ -73,6 +73,9 @@ def build_config(algo: str | None = None, config_file: str | None = None,
     """Defaults < YAML file < ``key=value`` overrides, validated (unknown keys and bad values raise ConfigError)."""
     from algorithms.common.config import apply_overrides
 
+    from algorithms.common.config import field_types
+    from algorithms.common.finetune import explicit_agent_keys, resolve_init
+
     values = load_yaml(config_file) if config_file else {}
     overrides = dict(overrides or {})
     algo = overrides.pop("algo", None) or algo or values.pop("algo", None) or "sac"
@@ -81,6 +84,9 @@ def build_config(algo: str | None = None, config_file: str | None = None,
     cfg = RunConfig(algo=algo, agent=entry.load().Config())
     apply_values(cfg, values)
     apply_overrides(cfg, overrides)
+    # fine-tuning (init.checkpoint): the pretrained model's shape into cfg.agent, its SHA-256 into cfg.init
+    resolve_init(cfg, explicit_agent_keys(values, overrides, set(field_types(type(cfg.agent))),
+                                          set(field_types(RunConfig))))
     validate(cfg)
     return cfg
 
@@ -96,10 +102,12 @@ def validate(cfg: RunConfig) -> None:
             get_task(cfg.task, cfg.obs)
         except (KeyError, ValueError) as err:
             raise ConfigError(str(err)) from None
-    for key in ("steps", "eval_every", "checkpoint_every", "seed_steps"):
+    for key in ("steps", "eval_every", "checkpoint_every"):
         value = getattr(cfg, key)
         if value is not None and value <= 0:
             raise ConfigError(f"config key {key!r} must be positive, got {value}")
+    if cfg.seed_steps is not None and cfg.seed_steps < 0:  # 0: act with the agent from the first step
+        raise ConfigError(f"config key 'seed_steps' must be non-negative, got {cfg.seed_steps}")
     for key in ("eval_episodes", "log_every", "buffer_size", "keep_checkpoints"):
         if getattr(cfg, key) <= 0:
             raise ConfigError(f"config key {key!r} must be positive, got {getattr(cfg, key)}")
@@ -125,7 +133,10 @@ class Schedule:
         total = cfg.steps or spec.budget
         episode_env_steps = spec.episode_length * spec.action_repeat
         eval_every = cfg.eval_every or (100_000 if total >= 1_000_000 else max(total // 10, episode_env_steps))
-        seed_steps = cfg.seed_steps if cfg.seed_steps is not None else spec.seed_steps
+        # fine-tuning skips seeding by default (METHOD.md: "start from pretrained world model + score net, skip
+        # seeding"); from scratch, the task's max(1000, 5 x episode length)
+        default = 0 if cfg.is_finetune else spec.seed_steps
+        seed_steps = cfg.seed_steps if cfg.seed_steps is not None else default
         return cls(total=total, eval_every=eval_every, checkpoint_every=cfg.checkpoint_every or eval_every,
                    seed_env_steps=seed_steps * spec.action_repeat)
 
@@ -272,11 +283,24 @@ class OnlineTrainer:
         seed_everything(cfg.seed)
         self.env = make_env(cfg.task, seed=cfg.seed, obs=cfg.obs, shadows=cfg.render_shadows)
         self.eval_env = make_env(cfg.task, seed=cfg.seed, obs=cfg.obs, shadows=cfg.render_shadows)
-        algorithm = get_algorithm(cfg.algo).load()
-        self.agent: Agent = algorithm.Agent(cfg.agent, self.spec, self.env.observation_space,
-                                            self.env.action_space, self.device)
+        self.agent: Agent
+        self.pretrained = None
+        self.finetune_task = None
+        if cfg.is_finetune:  # offline-to-online: the pretrained multi-task shape (algorithms/common/finetune.py)
+            from algorithms.common import finetune
+
+            self.agent, self.pretrained, self.finetune_task = finetune.build_agent(cfg, self.spec, self.env,
+                                                                                   self.device)
+            obs_dim = self.agent.observation_space.shape[0]
+            self.env = finetune.PaddedObservationEnv(self.env, obs_dim)
+            self.eval_env = finetune.PaddedObservationEnv(self.eval_env, obs_dim)
+        else:
+            algorithm = get_algorithm(cfg.algo).load()
+            self.agent = algorithm.Agent(cfg.agent, self.spec, self.env.observation_space,
+                                         self.env.action_space, self.device)
         space = self.env.observation_space
-        self.buffer = ReplayBuffer(cfg.buffer_size, space.shape, space.dtype, self.env.action_space.shape[0],
+        # the agent's action size: a fine-tuning agent's is the pretrained (padded) one, wider than the env's
+        self.buffer = ReplayBuffer(cfg.buffer_size, space.shape, space.dtype, self.agent.action_space.shape[0],
                                    seed=derived_seed(cfg.seed, BUFFER),
                                    include_open_episode=self.agent.replay_open_episode)
         self.action_rng = np.random.default_rng(derived_seed(cfg.seed, SEED_ACTIONS))
@@ -301,9 +325,35 @@ class OnlineTrainer:
     def wall_time(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.started
 
+    def finetune_info(self) -> dict[str, Any]:
+        """run.json's record of the pretrained start (results/README.md): none for a run from scratch."""
+        if self.finetune_task is None:
+            return {}
+        return {"init_checkpoint": str(self.pretrained.path), "init_checkpoint_sha256": self.pretrained.sha256,
+                "init_pretrained_tasks": self.pretrained.tasks, "init_task_id": self.finetune_task.task_id,
+                "init_new_task": self.finetune_task.new,
+                "init_buffer_episodes": self.counters.get("init_buffer_episodes", 0)}
+
+    def start_from_pretrained(self) -> None:
+        """A fresh fine-tuning run: the pretrained weights, and the replay seeded from ``init.seed_buffer_from``."""
+        from algorithms.common import finetune
+
+        finetune.load_weights(self.agent, self.pretrained, self.finetune_task)
+        episodes = 0
+        if self.cfg.init.seed_buffer_from is not None:
+            episodes = finetune.seed_buffer(self.buffer, self.cfg.init.seed_buffer_from, self.spec.name,
+                                            self.agent.observation_space.shape[0], self.agent.action_space.shape[0])
+        self.counters["init_buffer_episodes"] = episodes  # checkpointed: run.json keeps it after a resume
+
+    def padded_action(self, action: np.ndarray) -> np.ndarray:
+        """The action as the replay stores it: zero-padded to the agent's action size (fine-tuning's pretrained
+        padding, as the offline datasets pad); unchanged otherwise."""
+        width = self.buffer.action.shape[1]
+        return action if action.shape[-1] == width else np.pad(action, (0, width - action.shape[-1]))
+
     def write_run_info(self, status: str, **extra: Any) -> None:
         self.run_info.update({
-            "format_version": runfiles.RUN_FORMAT_VERSION, "status": status, "algo": self.cfg.algo,
+            "format_version": runfiles.RUN_FORMAT_VERSION, **self.finetune_info(), "status": status, "algo": self.cfg.algo,
             "name": self.cfg.run_name, "task": self.spec.name, "suite": self.spec.suite,
             "domain": self.spec.domain, "seed": self.cfg.seed, "config_hash": config_hash(self.cfg),
             "env_steps_done": self.counters["env_step"], "total_env_steps": self.schedule.total,
@@ -468,7 +518,7 @@ class OnlineTrainer:
                 action = self.agent.act(obs, eval_mode=False)
                 self.timing.add({"act_s": time.perf_counter() - tic})
             obs, reward, terminated, truncated, info = self.env.step(action)
-            self.buffer.add(action, reward, terminated, obs)
+            self.buffer.add(self.padded_action(action), reward, terminated, obs)
             c["env_step"] += spec.action_repeat
             interval_steps += spec.action_repeat
             episode_return += float(reward)
@@ -504,6 +554,8 @@ class OnlineTrainer:
     def run(self) -> Path:
         c, schedule = self.counters, self.schedule
         resumed = self.resume()
+        if not resumed and self.pretrained is not None:  # a resume has loaded the run's own checkpoint instead
+            self.start_from_pretrained()
         self.sinks = make_sinks(self.cfg.loggers, self.run_dir, f"{self.cfg.run_name}-{self.spec.name}-{self.cfg.seed}",
                                 to_dict(self.cfg))
         self.write_run_info("running", started_at=runfiles.now(), resumed=resumed,
@@ -760,8 +812,14 @@ def evaluate_checkpoint(run_dir: Path, checkpoint: Path | None = None, episodes:
         state = manager.load(Path(checkpoint))
     seed_everything(cfg.seed)
     env = make_env(cfg.task, seed=cfg.seed, obs=cfg.obs, shadows=cfg.render_shadows)
-    agent = get_algorithm(cfg.algo).load().Agent(cfg.agent, spec, env.observation_space, env.action_space,
-                                                 resolve_device(device))
+    if cfg.is_finetune:  # the pretrained shape; the weights are the run's own, from its checkpoint below
+        from algorithms.common import finetune
+
+        agent = finetune.build_agent(cfg, spec, env, resolve_device(device))[0]
+        env = finetune.PaddedObservationEnv(env, agent.observation_space.shape[0])
+    else:
+        agent = get_algorithm(cfg.algo).load().Agent(cfg.agent, spec, env.observation_space, env.action_space,
+                                                     resolve_device(device))
     agent.load_state_dict(state["agent"])
     n = episodes or cfg.eval_episodes
     result = evaluate_policy(agent, env, n, lambda k: derived_seed(cfg.seed, REEVALUATION, k))

@@ -39,6 +39,25 @@ rule train_offline:
         "../scripts/train_offline.py"
 
 
+_O2O = _plan._o2o(config)
+if _O2O is not None and _O2O.get("random_episodes"):
+
+    rule random_dataset:
+        """The O2O pretraining dataset written from random-action episodes (`o2o.random_episodes` per task of
+        `o2o.pretrain_tasks`): the small variant runs from a clean checkout (config/o2o-smoke.yaml)."""
+        output:
+            directory(_O2O["dataset"]),
+        params:
+            tasks=_O2O["pretrain_tasks"],
+            episodes=_O2O["random_episodes"],
+            seed=0,
+        threads: 1
+        log:
+            f"{RESULTS}/logs/random_dataset.log",
+        script:
+            "../scripts/random_dataset.py"
+
+
 OFFLINE_MARKERS = [f"{RESULTS}/runs/{run.key}/{_plan.COMPLETE_MARKER}" for run in OFFLINE_RUNS]
 if OFFLINE_RUNS and not RUNS:
     # an offline-only config (config/scaling.yaml): its targets are the runs; the online analysis has no input.

@@ -15,8 +15,16 @@ def _train_params():
     )
 
 
+def run_inputs(wildcards):
+    """What a run starts from: an O2O fine-tuning run's pretraining run (its completion marker), else nothing."""
+    after = run_of(wildcards).after
+    return [after] if after else []
+
+
 rule train:
     """One run of the grid; a resubmitted or restarted job resumes the run from its newest checkpoint."""
+    input:
+        run_inputs,
     output:
         f"{RESULTS}/runs/{{name}}/{{task}}/{{seed}}/{_plan.COMPLETE_MARKER}",
     params:

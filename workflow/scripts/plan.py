@@ -54,6 +54,9 @@ class Run:
     seed: int
     steps: int | None
     overrides: tuple[tuple[str, Any], ...] = field(default=())
+    after: str | None = None
+    """The completion marker of the run this one starts from (an O2O fine-tuning run's pretraining run), an input
+    of its job; None for a run that depends on nothing."""
 
     @property
     def key(self) -> str:
@@ -142,9 +145,7 @@ def _slug(parameter: str, value: Any) -> str:
     return f"{short}{value}"
 
 
-NOT_IMPLEMENTED = {
-    "o2o": "offline-to-online fine-tuning is not implemented yet (it needs offline multi-task pretraining)",
-}
+NOT_IMPLEMENTED: dict[str, str] = {}  # config sections that stop at plan time, with why
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,7 @@ def expand_offline(config: dict) -> list[OfflineRun]:
     (gradient updates) and ``overrides`` (``all``/per-algorithm config keys, e.g. ``eval_every``)."""
     block = config.get("offline")
     if not block:
-        return []
+        return o2o_pretraining(config)
     where = "offline"
     algos = [_check_algo(a, f"{where}.algorithms") for a in block.get("algorithms") or []]
     bad = [a for a in algos if a not in OFFLINE_ALGORITHMS]
@@ -205,6 +206,8 @@ def expand_offline(config: dict) -> list[OfflineRun]:
         if size is not None and str(size) not in PRESETS:
             raise PlanError(f"{where}.model_sizes: unknown preset {size!r}; valid: {', '.join(PRESETS)}")
     runs: dict[str, OfflineRun] = {}
+    for run in o2o_pretraining(config):
+        runs[run.key] = run
     for algo in dict.fromkeys(algos):
         base = _overrides_for(block, algo)
         for size in sizes:
@@ -268,6 +271,87 @@ def offline_memory(run: OfflineRun):
 
         _MEMORY_CACHE[key] = estimate_memory(build, cfg.offline.batch_size, cfg.agent.horizon)
     return _MEMORY_CACHE[key]
+
+
+O2O_DEFAULTS = {"algorithms": ["mbdpo"], "pretrain_seed": 1, "random_episodes": None}
+
+
+def _o2o(config: dict) -> dict | None:
+    """The ``o2o`` section with its defaults, checked (PlanError naming the key), or None when absent."""
+    block = config.get("o2o")
+    if not block:
+        return None
+    block = {**O2O_DEFAULTS, **block}
+    where = "o2o"
+    algos = [_check_algo(a, f"{where}.algorithms") for a in block["algorithms"] or []]
+    if not algos or any(a not in OFFLINE_ALGORITHMS for a in algos):
+        raise PlanError(f"{where}.algorithms: give one or more of {', '.join(OFFLINE_ALGORITHMS)}, got "
+                        f"{block['algorithms']!r}")
+    if not isinstance(block.get("dataset"), str) or not block["dataset"]:
+        raise PlanError(f"{where}.dataset: the pretraining dataset folder (e.g. data/offline/o2o-pretrain), got "
+                        f"{block.get('dataset')!r}")
+    for key in ("pretrain_steps", "finetune_steps"):
+        value = block.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise PlanError(f"{where}.{key}: a positive integer, got {value!r}")
+    episodes = block["random_episodes"]
+    if episodes is not None and (isinstance(episodes, bool) or not isinstance(episodes, int) or episodes <= 0):
+        raise PlanError(f"{where}.random_episodes: a positive integer or null, got {episodes!r}")
+    _check_seeds(block.get("seeds"), f"{where}.seeds")
+    _check_seeds([block["pretrain_seed"]], f"{where}.pretrain_seed")
+    from offline.tasksets import TaskSetError, resolve_task_set
+
+    for key in ("pretrain_tasks", "finetune_tasks"):
+        if key == "pretrain_tasks" and not block.get(key) and episodes is None:
+            continue  # only a dataset written from random episodes needs the list
+        try:
+            block[key] = resolve_task_set(block.get(key) or [], check_available=False)
+        except (TaskSetError, KeyError, ValueError) as err:
+            raise PlanError(f"{where}.{key}: {err}") from None
+    overlap = set(block.get("pretrain_tasks") or []) & set(block["finetune_tasks"])
+    if overlap:
+        raise PlanError(f"{where}: {', '.join(sorted(overlap))} both pretrained on and held out")
+    block["algorithms"] = list(dict.fromkeys(algos))
+    return block
+
+
+def o2o_pretraining(config: dict) -> list[OfflineRun]:
+    """The pretraining run of the ``o2o`` section, one per algorithm: ``<algo>-o2o-pretrain`` on ``o2o.dataset``
+    for ``pretrain_steps`` updates, with ``o2o.agent`` (the model, shared with the online runs) and
+    ``o2o.pretrain_overrides`` (offline keys: ``offline.batch_size``, ``eval_every`` in updates, …)."""
+    block = _o2o(config)
+    if block is None:
+        return []
+    runs = []
+    for algo in block["algorithms"]:
+        overrides = {**(block.get("agent") or {}), **_overrides_for({"overrides": block.get("pretrain_overrides")},
+                                                                    algo)}
+        runs.append(OfflineRun(f"{algo}-o2o-pretrain", algo, block["dataset"], block["pretrain_seed"],
+                               block["pretrain_steps"], tuple(sorted(overrides.items()))))
+    return runs
+
+
+def expand_o2o(config: dict) -> list[Run]:
+    """Offline-to-online (fig. 7): per algorithm, held-out task and seed, a fine-tuning run ``<algo>-finetune``
+    (``init.checkpoint`` = the pretraining run's folder, which it waits for: ``Run.after``) and the from-scratch
+    run ``<algo>-scratch`` of the same config and seeds without it."""
+    block = _o2o(config)
+    if block is None:
+        return []
+    results = config.get("results_dir", "results")
+    runs = []
+    for pretrain in o2o_pretraining(config):
+        algo = pretrain.algo
+        overrides = {**(block.get("agent") or {}), **_overrides_for(block, algo)}
+        folder = f"{results}/runs/{pretrain.key}"
+        for task in block["finetune_tasks"]:
+            for seed in block["seeds"]:
+                runs.append(Run(f"{algo}-finetune", algo, task, seed, block["finetune_steps"],
+                                tuple(sorted({**overrides, "init.checkpoint": folder}.items())),
+                                after=f"{folder}/{COMPLETE_MARKER}"))
+                runs.append(Run(f"{algo}-scratch", algo, task, seed, block["finetune_steps"],
+                                tuple(sorted(overrides.items()))))
+    return runs
 
 
 def offline_resources(run: OfflineRun, gpu: bool, threads: int | None = None) -> dict[str, Any]:
@@ -353,6 +437,8 @@ def expand(config: dict) -> list[Run]:
             for task in tasks:
                 for seed in seeds:
                     add(Run(name, algo, task, seed, steps, tuple(sorted(overrides.items()))), where)
+    for run in expand_o2o(config):
+        add(run, "o2o")
     return list(runs.values())
 
 
@@ -367,8 +453,10 @@ def check_overrides(runs: list[Run]) -> None:
         if run.algo not in ALGORITHMS or (run.algo, run.overrides) in seen:
             continue
         seen.add((run.algo, run.overrides))
+        # init.*: the pretrained checkpoint does not exist before its job ran; the trainer checks it then
+        keys = {k: v for k, v in run.overrides_dict().items() if not k.startswith("init.")}
         try:
-            build_config(run.algo, None, {**run.overrides_dict(), "task": run.task})
+            build_config(run.algo, None, {**keys, "task": run.task})
         except ConfigError as err:
             raise PlanError(f"run {run.key}: {err}") from None
 
