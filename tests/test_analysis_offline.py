@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from algorithms.common.config import OfflineConfig, RunConfig, dump_yaml
+from algorithms.common.memory import MemoryEstimate
 from algorithms.common.offline_trainer import OFFLINE_EVAL_COLUMNS, OfflineTrainer
 from algorithms.registry import get_algorithm
 from analysis import offline as O
@@ -53,7 +54,9 @@ def write_offline_run(results: Path, algo: str, size: str, seed: int, status: st
     (run_dir / "config.yaml").write_text(dump_yaml(cfg))
     trainer = SimpleNamespace(run_info={}, cfg=cfg, run_dir=run_dir, tasks=tasks, counters={"updates": steps[-1]},
                               total=steps[-1], dataset_path=results / "data" / DATASET, dataset_digest="0" * 64,
-                              wall_time=12.5, device="cpu")
+                              wall_time=12.5, device="cpu",
+                              memory=MemoryEstimate(parameters=10, trainable=8, weights=40, gradients=32, optimiser=64,
+                                                    activations=100, replay=0, dataset_mapped=0))
     OfflineTrainer.write_run_info(trainer, status)
     rows = []
     for step in steps:

@@ -104,6 +104,33 @@ def test_scaling_config_plans_offline_runs():
     assert "mbdpo-offline-340M/mt80/1" in {r.key for r in runs}
 
 
+def test_scaling_smoke_config_writes_its_dataset_and_ends_in_the_offline_analysis(tmp_path):
+    config = load("scaling-smoke.yaml")
+    runs = plan.expand_offline(config)
+    assert sorted(r.key for r in runs) == sorted(f"{a}-offline-{s}/scaling-smoke/1" for a in ("mbdpo", "tdmpc2")
+                                                 for s in ("1.7M", "6M"))
+    assert plan.random_datasets(config) == {"data/offline/scaling-smoke": {
+        "tasks": ["cartpole-balance", "reacher-easy", "walker-walk"], "episodes": 2, "seed": 0}}
+    proc = snakemake(tmp_path, "-n", "--cores", "2", "--configfile", str(ROOT / "config" / "scaling-smoke.yaml"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout + proc.stderr
+    for rule, count in (("random_dataset", 1), ("train_offline", 4), ("analyze_offline", 1)):
+        assert any(line.split() == [rule, str(count)] for line in out.splitlines()), out[-3000:]
+    assert "mbdpo-offline-6M on scaling-smoke: about" in out  # the plan prints each family's memory estimate
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"random_datasets": {"elsewhere": {"tasks": ["walker-walk"], "episodes": 1}}}, "not one of offline.datasets"),
+    ({"random_datasets": {"scaling-smoke": {"tasks": ["walker-wlak"], "episodes": 1}}}, "walker-wlak"),
+    ({"random_datasets": {"scaling-smoke": {"tasks": ["walker-walk"], "episodes": 0}}}, "episodes per task"),
+])
+def test_random_dataset_bad_values_name_themselves(change, message):
+    config = load("scaling-smoke.yaml")
+    config["offline"].update(change)
+    with pytest.raises(plan.PlanError, match=message):
+        plan.random_datasets(config)
+
+
 @pytest.mark.parametrize("change, message", [
     ({"algorithms": ["mbpdo"]}, r"unknown algorithm 'mbpdo'.*did you mean mbdpo"),
     ({"tasks": ["cartpole-balanse"]}, r"cartpole-balanse.*cartpole-balance"),

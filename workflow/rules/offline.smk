@@ -39,28 +39,67 @@ rule train_offline:
         "../scripts/train_offline.py"
 
 
-_O2O = _plan._o2o(config)
-if _O2O is not None and _O2O.get("random_episodes"):
+try:
+    RANDOM_DATASETS = _plan.random_datasets(config)
+except _plan.PlanError as err:
+    raise WorkflowError(f"config error: {err}")
+
+if RANDOM_DATASETS:
 
     rule random_dataset:
-        """The O2O pretraining dataset written from random-action episodes (`o2o.random_episodes` per task of
-        `o2o.pretrain_tasks`): the small variant runs from a clean checkout (config/o2o-smoke.yaml)."""
+        """A dataset written from random-action episodes (`offline.random_datasets`, or `o2o.random_episodes` per
+        task of `o2o.pretrain_tasks`): the smoke variants run from a clean checkout (config/*-smoke.yaml)."""
         output:
-            directory(_O2O["dataset"]),
+            directory("{dataset_folder}"),
         params:
-            tasks=_O2O["pretrain_tasks"],
-            episodes=_O2O["random_episodes"],
-            seed=0,
+            tasks=lambda w: RANDOM_DATASETS[w.dataset_folder]["tasks"],
+            episodes=lambda w: RANDOM_DATASETS[w.dataset_folder]["episodes"],
+            seed=lambda w: RANDOM_DATASETS[w.dataset_folder]["seed"],
         threads: 1
         log:
-            f"{RESULTS}/logs/random_dataset.log",
+            f"{RESULTS}/logs/random_dataset/{{dataset_folder}}.log",
+        wildcard_constraints:
+            dataset_folder="|".join(re.escape(folder) for folder in RANDOM_DATASETS),
         script:
             "../scripts/random_dataset.py"
 
 
 OFFLINE_MARKERS = [f"{RESULTS}/runs/{run.key}/{_plan.COMPLETE_MARKER}" for run in OFFLINE_RUNS]
 if OFFLINE_RUNS and not RUNS:
-    # an offline-only config (config/scaling.yaml): its targets are the runs; the online analysis has no input.
-    ALL_TARGETS[:] = OFFLINE_MARKERS
+    # An offline-only config (config/scaling.yaml): the online analysis has no input; this one reads the offline
+    # runs (offline curves; the scaling figure, fig. 6, once a dataset has runs of two or more model sizes).
+
+    rule analyze_offline:
+        """Offline runs: normalised score per task and model size, curves over updates, fig. 6."""
+        input:
+            OFFLINE_MARKERS,
+        output:
+            scores=report(f"{ANALYSIS_OUT}/tables/offline_scores.csv", category="Tables"),
+            curves=report(f"{ANALYSIS_OUT}/figures/offline_curves.png", category="Figures"),
+            summary=f"{ANALYSIS_OUT}/summary.md",
+        params:
+            out=ANALYSIS_OUT,
+            runs=f"{RESULTS}/runs",
+            published=None,
+            at_step=None,
+            candidate=ANALYSIS.get("candidate", "mbdpo"),
+            reps=ANALYSIS.get("reps", 2000),
+            seed=ANALYSIS.get("seed", 0),
+            per_task=ANALYSIS.get("per_task", True),
+            step_units={},
+            efficiency=None,
+            scale=ANALYSIS.get("scale"),
+            note=ANALYSIS.get("note"),
+            expected=[],
+        threads: 1
+        resources:
+            mem_mb=8000,
+            runtime=30,
+        log:
+            f"{RESULTS}/logs/analyze_offline.log",
+        script:
+            "../scripts/analyze.py"
+
+    ALL_TARGETS[:] = [rules.analyze_offline.output.scores]
 else:
     ALL_TARGETS.extend(OFFLINE_MARKERS)

@@ -177,6 +177,43 @@ class OfflineRun:
 OFFLINE_ALGORITHMS = ("tdmpc2", "mbdpo")
 
 
+def random_datasets(config: dict) -> dict[str, dict[str, Any]]:
+    """Dataset folders the workflow writes itself from random-action episodes (rule random_dataset), by folder:
+    ``{"tasks": [...], "episodes": N, "seed": S}``. From ``offline.random_datasets`` (``{label: {tasks,
+    episodes, seed}}``, each label one of ``offline.datasets``) and from the ``o2o`` section's ``random_episodes``.
+    A smoke-scale sweep then runs from a clean checkout; a real one names collected or imported datasets."""
+    out: dict[str, dict[str, Any]] = {}
+    block = config.get("offline") or {}
+    specs = block.get("random_datasets") or {}
+    where = "offline.random_datasets"
+    if not isinstance(specs, dict):
+        raise PlanError(f"{where}: a mapping of dataset labels to {{tasks, episodes}}, got {specs!r}")
+    datasets = block.get("datasets") or {}
+    from offline.tasksets import TaskSetError, resolve_task_set
+
+    for label, spec in specs.items():
+        if label not in datasets:
+            raise PlanError(f"{where}.{label}: not one of offline.datasets ({', '.join(map(str, datasets)) or 'none'}"
+                            "); the label names the folder it writes")
+        if not isinstance(spec, dict):
+            raise PlanError(f"{where}.{label}: give tasks and episodes, got {spec!r}")
+        episodes = spec.get("episodes")
+        if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes <= 0:
+            raise PlanError(f"{where}.{label}.episodes: episodes per task, a positive integer, got {episodes!r}")
+        try:
+            tasks = resolve_task_set(spec.get("tasks") or [], check_available=False)
+        except (TaskSetError, KeyError, ValueError) as err:
+            raise PlanError(f"{where}.{label}.tasks: {err}") from None
+        seed = spec.get("seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise PlanError(f"{where}.{label}.seed: a non-negative integer, got {seed!r}")
+        out[str(datasets[label])] = {"tasks": list(tasks), "episodes": episodes, "seed": seed}
+    o2o = _o2o(config)
+    if o2o is not None and o2o.get("random_episodes"):
+        out[o2o["dataset"]] = {"tasks": list(o2o["pretrain_tasks"]), "episodes": o2o["random_episodes"], "seed": 0}
+    return out
+
+
 def expand_offline(config: dict) -> list[OfflineRun]:
     """The ``offline`` section's runs: every algorithm × model size × dataset × seed (``PlanError`` names a bad
     key). Keys: ``algorithms``, ``datasets`` (label → dataset folder; a folder another rule may produce),
