@@ -135,9 +135,9 @@ def test_prior_candidates_differ_between_reverse_steps(monkeypatch):
     seen = []
     original = mbdpo_planner.mc_score_estimate
 
-    def spy(a_t, alpha_bar, returns_of, cfg, fixed=None, scale=1.0):
+    def spy(a_t, alpha_bar, returns_of, cfg, fixed=None, scale=1.0, mask=None):
         seen.append(fixed.clone())
-        return original(a_t, alpha_bar, returns_of, cfg, fixed, scale)
+        return original(a_t, alpha_bar, returns_of, cfg, fixed, scale, mask)
 
     monkeypatch.setattr(mbdpo_planner, "mc_score_estimate", spy)
     cfg = DiffusionConfig(num_samples=16, num_elites=4, num_pi_trajs=3)
@@ -201,8 +201,8 @@ def test_score_network_reading_defaults_to_the_released_one(monkeypatch):
     seen = []
     original = mbdpo_planner.mc_score_estimate
     monkeypatch.setattr("algorithms.mbdpo.agent.mc_score_estimate",
-                        lambda a_t, ab, returns_of, c, fixed=None, scale=1.0:
-                        seen.append((a_t.clone(), c, fixed)) or original(a_t, ab, returns_of, c, fixed, scale))
+                        lambda a_t, ab, returns_of, c, fixed=None, scale=1.0, mask=None:
+                        seen.append((a_t.clone(), c, fixed)) or original(a_t, ab, returns_of, c, fixed, scale, mask))
     sequences = torch.full((8, 3, 1), 100.0)  # forward-noised, these would stay near 100: N(0, I) draws do not
     loss = agent.score_loss(torch.rand(8, 16), sequences, None)
     assert loss.requires_grad and len(seen) == 1  # one state per update

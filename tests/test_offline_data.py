@@ -3,6 +3,7 @@ cache, corrupted files, policy collection with noise, dataset info, task sets an
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -324,3 +325,23 @@ def test_collect_newest_buffer_episodes(runs, tmp_path):
     _, _, expected = _buffer_episodes(runs["cartpole-balance"])
     assert len(episodes["cartpole-balance"]) == 1
     np.testing.assert_array_equal(episodes["cartpole-balance"][0].obs, expected[-1].obs)
+
+
+@pytest.mark.parametrize("algo", ["tdmpc2", "mbdpo"])
+def test_offline_training_on_the_collected_dataset(dataset, tmp_path, algo):
+    """The dataset collected from runs above trains both multi-task agents offline: every task is evaluated in its
+    environment at each evaluation, and the world model's losses fall (tiny model; tests/test_offline_train.py
+    covers the trainer itself on random-action data)."""
+    from tests.test_offline_train import agent_args
+
+    results = tmp_path / "results"
+    assert main(["train", "--offline", str(dataset), "--algo", algo, "--seed", "2", "--steps", "120",
+                 "--results-dir", str(results), "offline.batch_size=32", "eval_every=120", "eval_episodes=1",
+                 "log_every=20", "progress=false", "threads=1", *agent_args(algo)]) == 0
+    run = results / "runs" / f"{algo}-offline" / dataset.name / "2"
+    evals = list(csv.DictReader(open(run / "eval.csv")))
+    assert [(r["step"], r["task"]) for r in evals] == [(s, t) for s in ("0", "120") for t in TASKS]
+    train = list(csv.DictReader(open(run / "train.csv")))
+    first, last = float(train[0]["consistency_loss"]), float(train[-1]["consistency_loss"])
+    assert last < first, (first, last)
+    assert float(train[-1]["reward_loss"]) < float(train[0]["reward_loss"])
