@@ -1,0 +1,104 @@
+"""Fig. 7 (issue 16 item 4): fine-tuned vs from-scratch runs are paired by algorithm, task and seed, their table
+matches a hand computation, a run without a partner is a problem row (never silently dropped), the figures are
+readable and the main analysis still works with the O2O family names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import figures as F
+from analysis import o2o as O
+from analysis import report
+from analysis.load import load_runs
+from analysis.report import analyze
+from tests.test_analysis_data import write_run
+from tests.test_analysis_figures import check_readable
+
+pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
+REPS = 200
+STEPS = (0, 1000, 2000)
+# (family, task, seed) -> returns at STEPS; DMControl score = return / 10
+RETURNS = {
+    ("mbdpo-finetune", "cartpole-balance", 1): (300, 500, 600),
+    ("mbdpo-finetune", "cartpole-balance", 2): (200, 450, 800),
+    ("mbdpo-scratch", "cartpole-balance", 1): (0, 200, 400),
+    ("mbdpo-scratch", "cartpole-balance", 2): (10, 300, 500),
+    ("mbdpo-finetune", "walker-walk", 1): (100, 150, 200),
+    ("mbdpo-finetune", "walker-walk", 2): (120, 160, 220),
+    ("mbdpo-scratch", "walker-walk", 1): (50, 300, 700),
+    ("mbdpo-scratch", "walker-walk", 2): (60, 320, 720),
+}
+
+
+def write_o2o_runs(root: Path, returns: dict = RETURNS) -> Path:
+    for (name, task, seed), values in returns.items():
+        write_run(root, name, task, seed, [(s, r, None) for s, r in zip(STEPS, values)], total_env_steps=STEPS[-1])
+    return root
+
+
+@pytest.fixture
+def runs(tmp_path) -> Path:
+    return write_o2o_runs(tmp_path / "runs")
+
+
+def test_family_names():
+    assert O.family_of("mbdpo-finetune") == ("mbdpo", "finetune", False)
+    assert O.family_of("tdmpc2-scratch@ab12") == ("tdmpc2", "scratch", True)
+    assert O.family_of("mbdpo") is None and O.family_of("mbdpo-o2o-pretrain") is None
+    assert O.family_of("mbdpo-finetune (published)") is None
+
+
+def test_table_matches_a_hand_computation(runs):
+    result = O.o2o_analysis(load_runs(runs).evals, reps=REPS)
+    assert result.problems.empty
+    row = result.table.set_index(["algorithm", "task"]).loc[("mbdpo", "cartpole-balance")]
+    assert row["step"] == 2000 and row["n_seeds"] == 2
+    assert row["finetune"] == pytest.approx((60 + 80) / 2)
+    assert row["scratch"] == pytest.approx((40 + 50) / 2)
+    assert row["difference"] == pytest.approx(70 - 45)
+    # fine-tune's mean curve: 25, 47.5, 70; scratch's final 45 is first reached at env step 1000
+    assert row["reach_step"] == 1000 and row["reach_fraction"] == pytest.approx(0.5)
+    assert row["finetune_low"] <= 70 <= row["finetune_high"] and row["finetune_high"] <= 80
+    walker = result.table.set_index(["algorithm", "task"]).loc[("mbdpo", "walker-walk")]
+    assert np.isnan(walker["reach_step"])  # fine-tune (21) never reaches scratch's final 71
+    assert walker["difference"] == pytest.approx(21 - 71)
+    curve = result.curves[(result.curves["task"] == "cartpole-balance") & (result.curves["setting"] == "finetune")]
+    assert curve.sort_values("step")["value"].tolist() == pytest.approx([25, 47.5, 70])
+    agg = result.table.set_index(["algorithm", "task"]).loc[("mbdpo", O.ALL_TASKS)]
+    # IQM of 4 scores = mean of the middle two: fine-tune {60, 80, 20, 22} -> (22 + 60) / 2
+    assert agg["finetune"] == pytest.approx((22 + 60) / 2) and agg["n_tasks"] == 2
+    assert agg["scratch"] == pytest.approx((50 + 70) / 2)
+
+
+def test_unpaired_runs_are_problem_rows(tmp_path):
+    returns = dict(RETURNS)
+    returns[("mbdpo-finetune", "cartpole-balance", 3)] = (0, 0, 0)   # a seed scratch lacks
+    returns[("tdmpc2-scratch", "walker-walk", 1)] = (0, 0, 0)        # a family without its fine-tune partner
+    del returns[("mbdpo-scratch", "walker-walk", 2)]                  # fine-tune seed 2 of walker now alone
+    result = O.o2o_analysis(load_runs(write_o2o_runs(tmp_path / "runs", returns)).evals, reps=REPS)
+    unpaired = {(r.algorithm, r.task, r.seed) for r in result.problems.itertuples() if r.kind == O.UNPAIRED}
+    assert unpaired == {("mbdpo-finetune", "cartpole-balance", 3), ("tdmpc2-scratch", "walker-walk", 1),
+                        ("mbdpo-finetune", "walker-walk", 2)}
+    assert all(result.problems["path"].str.endswith("eval.csv"))
+    table = result.table.set_index(["algorithm", "task"])
+    assert table.loc[("mbdpo", "cartpole-balance"), "n_seeds"] == 2  # seed 3 not averaged in
+    assert table.loc[("mbdpo", "cartpole-balance"), "finetune"] == pytest.approx(70)
+    assert table.loc[("mbdpo", "walker-walk"), "finetune"] == pytest.approx(20)  # seed 1 only
+    assert "tdmpc2" not in set(result.table["algorithm"])
+
+
+def test_figures_are_readable(runs):
+    result = O.o2o_analysis(load_runs(runs).evals, reps=REPS)
+    fig = O.o2o_curves_figure(result.curves)
+    check_readable("o2o_curves", fig)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+    assert len(titles) == 3 and titles[-1].startswith("all held-out (2 tasks)")
+    labels = {t.get_text() for t in fig.legends[0].get_texts()}
+    assert labels == {"MBDPO fine-tuned", "MBDPO from scratch"}
+    styles = {line.get_label(): line.get_linestyle() for line in fig.axes[0].get_lines()}
+    assert styles == {"MBDPO fine-tuned": "-", "MBDPO from scratch": "--"}
+    check_readable("o2o_aggregate", O.o2o_aggregate_figure(result.curves))
