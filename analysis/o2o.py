@@ -167,9 +167,9 @@ def o2o_analysis(evals: pd.DataFrame, reps: int = 2000, seed: int = 0, metric: s
         group = group[group["step"].isin(steps)]
         kept.append(group)
         stats = {}
-        for setting in (FINETUNE, SCRATCH):
+        for i, setting in enumerate((FINETUNE, SCRATCH)):  # independent draws: the difference's CI needs them
             frame = group[group["setting"] == setting]
-            mean, low, high, boot = seed_ci(_matrix(frame, steps), reps, seed)
+            mean, low, high, boot = seed_ci(_matrix(frame, steps), reps, seed + i)
             stats[setting] = (mean, boot)
             curves += [{"algorithm": algo, "setting": setting, "family": f"{algo}-{setting}", "task": task,
                         "statistic": "mean over seeds", "step": int(s), "value": m, "low": lo, "high": hi,

@@ -102,3 +102,61 @@ def test_figures_are_readable(runs):
     styles = {line.get_label(): line.get_linestyle() for line in fig.axes[0].get_lines()}
     assert styles == {"MBDPO fine-tuned": "-", "MBDPO from scratch": "--"}
     check_readable("o2o_aggregate", O.o2o_aggregate_figure(result.curves))
+
+
+def test_analyze_writes_o2o_outputs_and_main_figures_still_work(tmp_path, monkeypatch):
+    returns = dict(RETURNS)
+    returns[("mbdpo-finetune", "cartpole-balance", 3)] = (0, 0, 0)
+    write_o2o_runs(tmp_path / "runs", returns)
+    figures = {}
+    save = F.save
+
+    def keep(fig, path, *args, **kwargs):
+        figures[path.name] = fig
+        return save(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(report.F, "save", keep)
+    out = tmp_path / "out"
+    result = analyze(out, runs=tmp_path / "runs", reps=50, scale="smoke")
+    for name in ("tables/o2o.csv", "tables/o2o.md", "tables/o2o_curves.csv", "figures/o2o_curves.png",
+                 "figures/o2o_aggregate.png", "figures/aggregate_curves.png", "figures/per_task_dmcontrol.png"):
+        assert (out / name).is_file(), name
+    table = pd.read_csv(out / "tables" / "o2o.csv")
+    cell = table[(table["algorithm"] == "mbdpo") & (table["task"] == "cartpole-balance")].iloc[0]
+    assert (cell["finetune"], cell["scratch"], cell["reach_step"]) == (pytest.approx(70), pytest.approx(45), 1000)
+    problems = pd.read_csv(out / "tables" / "problems.csv")
+    assert problems.loc[problems["kind"] == O.UNPAIRED, "seed"].tolist() == [3]
+    summary = (out / "summary.md").read_text()
+    assert "## Offline-to-online fine-tuning (fig. 7)" in summary and "1 fine-tune/scratch run(s) unpaired" in summary
+    assert "| 70.0 [" in summary
+    assert {"o2o_curves.png", "o2o_aggregate.png", "aggregate_curves.png", "performance_profiles.png"} <= set(figures)
+    for name, fig in figures.items():
+        check_readable(name, fig)
+    legend = {t.get_text() for t in figures["aggregate_curves.png"].legends[0].get_texts()}
+    assert legend == {"MBDPO fine-tuned", "MBDPO from scratch"}
+    assert O.UNPAIRED in set(result.problems["kind"])
+
+
+def test_o2o_families_have_distinct_colours():
+    """The spare colours chosen by name gave mbdpo-scratch and tdmpc2-finetune the same one."""
+    names = ["mbdpo", "tdmpc2", "mbdpo-finetune", "mbdpo-scratch", "tdmpc2-finetune", "tdmpc2-scratch"]
+    assert len(set(F.colors(names).values())) == len(names)
+    assert F.ordered(["tdmpc2-scratch", "sac", "mbdpo-scratch", "mbdpo-finetune"]) == \
+        ["mbdpo-finetune", "mbdpo-scratch", "tdmpc2-scratch", "sac"]
+
+
+def test_no_partner_at_all_writes_no_figure_but_says_why(tmp_path):
+    write_o2o_runs(tmp_path / "runs", {k: v for k, v in RETURNS.items() if k[0] == "mbdpo-finetune"})
+    out = tmp_path / "out"
+    analyze(out, runs=tmp_path / "runs", reps=50)
+    assert not (out / "figures" / "o2o_curves.png").exists()
+    assert "No fine-tune/scratch pair" in (out / "summary.md").read_text()
+    problems = pd.read_csv(out / "tables" / "problems.csv")
+    assert (problems["kind"] == O.UNPAIRED).sum() == 4
+
+
+def test_difference_ci_comes_from_independent_bootstraps(runs):
+    """With the same draws for both families the spread cancels (walker-walk's CI was [-50, -50])."""
+    row = O.o2o_analysis(load_runs(runs).evals, reps=REPS).table.set_index("task").loc["walker-walk"]
+    assert row["difference_low"] < -50 < row["difference_high"]
+    assert row["difference_low"] >= -52 and row["difference_high"] <= -48  # extremes: 20 - 72, 22 - 70
