@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from analysis import AnalysisInputError
 import pandas as pd
 from matplotlib.figure import Figure
+
+from analysis import AnalysisInputError
 
 EMBEDDING_SUFFIX = "task_emb.weight"
 

@@ -160,3 +160,99 @@ def test_difference_ci_comes_from_independent_bootstraps(runs):
     row = O.o2o_analysis(load_runs(runs).evals, reps=REPS).table.set_index("task").loc["walker-walk"]
     assert row["difference_low"] < -50 < row["difference_high"]
     assert row["difference_low"] >= -52 and row["difference_high"] <= -48  # extremes: 20 - 72, 22 - 70
+
+
+# ------------------------------------------------------------------------------------------------- latent exports
+
+LATENT_TASKS = ("cartpole-balance", "reacher-easy", "walker-walk")  # obs 5/6/24, actions 1/2/6
+TINY = {"model_size": "1.7M", "enc_dim": 32, "mlp_dim": 32, "latent_dim": 16, "task_dim": 8, "mpc": False,
+        "diag_every": 0}
+
+
+@pytest.fixture(scope="module")
+def offline_run(tmp_path_factory) -> tuple[Path, Path]:
+    """A tiny TD-MPC2 offline run (3 tasks, 1 random episode each, 4 updates; acting by the policy prior) and its
+    dataset."""
+    from algorithms.cli import main
+    from envs import make_env
+    from offline.dataset import write_dataset
+    from tests.test_offline_train import random_episodes
+
+    root = tmp_path_factory.mktemp("latents")
+    dataset = root / "three"
+    envs = [make_env(t, seed=0) for t in LATENT_TASKS]
+    write_dataset(dataset, list(LATENT_TASKS), [e.observation_space.shape[0] for e in envs],
+                  [e.action_space.shape[0] for e in envs],
+                  {t: random_episodes(t, 1, seed=i + 1) for i, t in enumerate(LATENT_TASKS)}, source="random")
+    assert main(["train", "--offline", str(dataset), "--algo", "tdmpc2", "--steps", "4", "--results-dir",
+                 str(root / "results"), "offline.batch_size=8", "eval_every=4", "eval_episodes=1", "progress=false",
+                 "threads=1", *[f"agent.{k}={v}" for k, v in TINY.items()]]) == 0
+    return root / "results" / "runs" / "tdmpc2-offline" / "three" / "1", dataset
+
+
+def test_export_latents_from_a_dataset_matches_the_checkpoints_encoder(offline_run, tmp_path):
+    import gymnasium as gym
+    import torch
+
+    from algorithms.cli import main
+    from algorithms.common.checkpoint import CheckpointManager
+    from algorithms.tdmpc2 import Agent, Config
+    from analysis.embedding import load_latents
+    from envs import get_task
+    from offline.dataset import read_dataset
+
+    run, dataset = offline_run
+    out = tmp_path / "latents.npz"
+    assert main(["export-latents", str(run), "--out", str(out), "--dataset", str(dataset), "--episodes", "1"]) == 0
+    latents = load_latents(out)
+    assert latents["tasks"] == list(LATENT_TASKS) and latents["meta"]["source"] == "dataset"
+    # rebuilt here as the offline trainer built it (not by the export's code), with the checkpoint's weights
+    state, _, _ = CheckpointManager(run / "checkpoints").load_latest()
+    cfg = Config(**{k: v for k, v in TINY.items()})
+    agent = Agent(cfg, get_task(LATENT_TASKS[0]), gym.spaces.Box(-np.inf, np.inf, (24,), np.float32),
+                  gym.spaces.Box(-1, 1, (6,), np.float32), torch.device("cpu"), num_tasks=3, task_id=0,
+                  action_dims=[1, 2, 6], discounts=[get_task(t).discount for t in LATENT_TASKS])
+    agent.load_state_dict(state["agent"])
+    assert np.allclose(latents["task_embedding"], state["agent"]["model"]["task_emb.weight"].numpy())
+    _, episodes = read_dataset(dataset)
+    for task_id, task in enumerate(LATENT_TASKS):
+        obs = torch.as_tensor(episodes[task][0].obs)
+        obs = torch.nn.functional.pad(obs, (0, 24 - obs.shape[1]))
+        with torch.no_grad():
+            expected = agent.model.eval().encode(obs, torch.full((len(obs),), task_id)).numpy()
+        rows = latents["task_id"] == task_id
+        assert rows.sum() == len(obs) and latents["step"][rows].tolist() == list(range(len(obs)))
+        assert np.allclose(latents["z"][rows], expected, atol=1e-5)
+
+
+def test_export_latents_rollouts_and_figure(offline_run, tmp_path):
+    from algorithms.cli import main
+    from algorithms.common.latents import LatentExportError, export_latents
+    from analysis.embedding import latent_projection, latent_trajectories_figure, load_latents
+
+    run, _ = offline_run
+    out = export_latents(run, tmp_path / "roll.npz", episodes=1, tasks=["cartpole-balance", "reacher-easy"])
+    latents = load_latents(out)
+    assert latents["meta"]["source"] == "rollout" and latents["z"].shape[1] == 16
+    assert sorted(set(latents["task_id"].tolist())) == [0, 1]
+    assert np.isnan(latents["reward"][latents["step"] == latents["step"].max()]).all()  # the last observation
+    returns = latents["episode_return"]
+    assert returns.shape == (2, 3)
+    for task_id, _, ret in returns:
+        rows = latents["task_id"] == task_id
+        assert np.nansum(latents["reward"][rows]) == pytest.approx(ret, rel=1e-5)
+    projection, ratio = latent_projection(latents)
+    assert len(projection) == len(latents["z"]) and 0 < ratio.sum() <= 1 + 1e-9
+    fig = latent_trajectories_figure(projection, ratio)
+    check_readable("latent_trajectories", fig)
+    assert {t.get_text() for t in fig.legends[0].get_texts()} == {"cartpole-balance", "reacher-easy"}
+    with pytest.raises(LatentExportError, match="not in the checkpoint's task table"):
+        export_latents(run, tmp_path / "x.npz", tasks=["hopper-hop"])
+    # analyze --latents: the trajectories and (3 tasks in the table) the task-embedding t-SNE from the export
+    runs = write_o2o_runs(tmp_path / "runs")
+    analysis = tmp_path / "analysis"
+    assert main(["analyze", "--runs", str(runs), "--out", str(analysis), "--reps", "20", "--latents", str(out)]) == 0
+    assert (analysis / "figures" / "latent_trajectories.png").is_file()
+    assert (analysis / "figures" / "task_embedding.png").is_file()
+    table = pd.read_csv(analysis / "tables" / "task_embedding.csv")
+    assert table["task"].tolist() == list(LATENT_TASKS)
