@@ -11,6 +11,8 @@
     mbdpo-bench collect RUN_DIR [RUN_DIR ...] --out PATH [--from buffer|policy] [--episodes N] [--noise STD]
     mbdpo-bench dataset info PATH [--verify] [--json] (tasks, episodes, transitions, returns per task)
     mbdpo-bench dataset import-tdmpc2 SRC_DIR --out PATH --task-set mt30|mt80 [--dims TASK=OBS:ACTION,...]
+    mbdpo-bench export-latents RUN_DIR --out FILE.npz [--checkpoint CKPT] [--episodes N] [--dataset PATH]
+                                     (latent states z and task embeddings of a multi-task checkpoint)
 """
 
 from __future__ import annotations
@@ -133,8 +135,53 @@ def _analyze(args: argparse.Namespace) -> int:
 
         result.written.append(save(mark(task_embedding_figure(emb, ["hopper-hop"]), scale_note(args.scale, args.note)),
                                    Path(args.out) / "figures" / "task_embedding.png"))
+    if args.latents:
+        written, lines = _latent_outputs(args)
+        result.written += written
+        for line in lines:
+            print(line)
     _report_problems(result, Path(args.out))
     return 1 if _serious_problems(result, Path(args.out), args.strict) else 0
+
+
+def _latent_outputs(args: argparse.Namespace) -> tuple[list[Path], list[str]]:
+    """``analyze --latents FILE.npz``: figures/latent_trajectories.png and tables/latent_projection.csv (the 2-D PCA
+    of every exported z), and — unless ``--embedding`` drew it already — figures/task_embedding.png and
+    tables/task_embedding.csv from the export's embedding table, whose task names the export carries."""
+    from analysis.embedding import latent_projection, latent_trajectories_figure, load_latents, tsne_embedding
+    from analysis.figures import mark, save, task_embedding_figure
+    from analysis.report import scale_note
+    from analysis.tables import write_table
+
+    out = Path(args.out)
+    banner = scale_note(args.scale, args.note)
+    latents = load_latents(args.latents)
+    projection, ratio = latent_projection(latents)
+    written = write_table(projection, out / "tables" / "latent_projection", formats=("csv",))
+    written.append(save(mark(latent_trajectories_figure(projection, ratio), banner),
+                        out / "figures" / "latent_trajectories.png"))
+    lines = [f"latent trajectories of {len(latents['z'])} exported latents: {written[-1]}"]
+    weights, tasks = latents["task_embedding"], latents["tasks"]
+    if args.embedding:
+        lines.append("task embeddings: drawn from --embedding (the export's table not used)")
+    elif len(weights) >= 3:
+        emb = tsne_embedding(weights, tasks, seed=args.seed)
+        written += write_table(emb, out / "tables" / "task_embedding", formats=("csv",))
+        written.append(save(mark(task_embedding_figure(emb, ["hopper-hop"]), banner),
+                            out / "figures" / "task_embedding.png"))
+    else:
+        lines.append(f"no task-embedding figure: t-SNE needs at least 3 tasks, the export has {len(weights)}")
+    return written, lines
+
+
+def _export_latents(args: argparse.Namespace) -> int:
+    from algorithms.common.latents import export_latents
+
+    tasks = [t for t in args.tasks.split(",") if t] if args.tasks else None
+    path = export_latents(args.run_dir, args.out, checkpoint=args.checkpoint, episodes=args.episodes,
+                          dataset=args.dataset, tasks=tasks, seed=args.seed, device=args.device)
+    print(path)
+    return 0
 
 
 def _serious_problems(result, out: Path, strict: bool) -> bool:
@@ -317,7 +364,24 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--embedding", help="a multi-task checkpoint: also plot its task embeddings (t-SNE)")
     analyze.add_argument("--embedding-tasks", dest="embedding_tasks",
                          help="comma-separated task names of the embedding rows, in task-id order")
+    analyze.add_argument("--latents", help="a latent export (mbdpo-bench export-latents --out FILE.npz): plot its "
+                                           "latent trajectories (PCA) and, without --embedding, its task embeddings")
     analyze.set_defaults(func=_analyze)
+
+    latents = sub.add_parser("export-latents", help="latent states z (encoder outputs) of rollouts or dataset "
+                                                    "episodes and the task-embedding table of a multi-task "
+                                                    "checkpoint, as .npz")
+    latents.add_argument("run_dir", help="an offline run folder (results/runs/<algo>-offline/<dataset>/<seed>) or a "
+                                         "fine-tuned one (results/runs/<algo>-finetune/<task>/<seed>)")
+    latents.add_argument("--out", required=True, help="the .npz file to write")
+    latents.add_argument("--checkpoint", help="a checkpoint file (default: the run's newest usable one)")
+    latents.add_argument("--episodes", type=int, default=2, help="episodes per task (default 2)")
+    latents.add_argument("--dataset", help="encode this dataset's episodes (up to --episodes per task) instead of "
+                                           "rolling out the policy")
+    latents.add_argument("--tasks", help="comma-separated tasks of the checkpoint's table (default all)")
+    latents.add_argument("--seed", type=int, default=0, help="seed of the rollouts")
+    latents.add_argument("--device", default="cpu", help="device of the agent (auto, cpu, cuda)")
+    latents.set_defaults(func=_export_latents)
 
     doctor = sub.add_parser("doctor", help="installed versions, tasks available here, known-bad combinations")
     doctor.add_argument("--json", action="store_true")
@@ -359,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     from algorithms.common.trainer import NonFiniteLossError, RunError, RunInterrupted
     from analysis import AnalysisInputError
     from envs import SuiteNotInstalledError, UnknownTaskError
+    from algorithms.common.latents import LatentExportError
     from offline.dataset import DatasetError
 
     parser = build_parser()
@@ -371,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ConfigError, RunError, CheckpointError, SuiteNotInstalledError, UnknownTaskError,
-            NonFiniteLossError, AnalysisInputError, DatasetError) as err:
+            NonFiniteLossError, AnalysisInputError, DatasetError, LatentExportError) as err:
         print(f"mbdpo-bench: error: {err}", file=sys.stderr)
         return 2
     except RunInterrupted:

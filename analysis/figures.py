@@ -40,10 +40,27 @@ LOG_SCALE_DECADES = 2.0
 METRIC_NAMES = {"iqm": "IQM", "mean": "Mean", "median": "Median", "optimality_gap": "Optimality gap"}
 
 
+O2O_SUFFIXES = {"-finetune": "fine-tuned", "-scratch": "from scratch"}
+"""The offline-to-online families of workflow/scripts/plan.py ``expand_o2o`` (``<algo>-finetune``,
+``<algo>-scratch``): named and coloured after their algorithm wherever they are drawn (analysis/o2o.py)."""
+
+
+def _o2o_family(base: str) -> tuple[str, str] | None:
+    """``mbdpo-finetune`` → (``mbdpo``, ``-finetune``); None for any other name."""
+    for suffix in O2O_SUFFIXES:
+        if base.endswith(suffix) and len(base) > len(suffix):
+            return base[: -len(suffix)], suffix
+    return None
+
+
 def display_name(algorithm: str) -> str:
-    """``tdmpc2`` → ``TD-MPC2``; variants keep their suffix (``mbdpo (published)`` → ``MBDPO (published)``)."""
+    """``tdmpc2`` → ``TD-MPC2``; variants keep their suffix (``mbdpo (published)`` → ``MBDPO (published)``);
+    O2O families read ``MBDPO fine-tuned`` / ``MBDPO from scratch``."""
     head, sep, tail = algorithm.partition(" ")
     base, at, suffix = head.partition("@")
+    family = _o2o_family(base)
+    if family is not None:
+        return f"{DISPLAY_NAMES.get(family[0], family[0])} {O2O_SUFFIXES[family[1]]}" + at + suffix + sep + tail
     return DISPLAY_NAMES.get(base, base) + at + suffix + sep + tail
 
 
@@ -51,6 +68,7 @@ def ordered(algorithms: Iterable[str]) -> list[str]:
     """Algorithms in the paper's order (MBDPO first), then the rest alphabetically."""
     def key(a: str) -> tuple:
         base = a.split(" ")[0].split("@")[0]
+        base = (_o2o_family(base) or (base,))[0]  # an O2O family next to its algorithm
         return (ALGORITHM_ORDER.index(base) if base in ALGORITHM_ORDER else len(ALGORITHM_ORDER), a)
     return sorted(set(algorithms), key=key)
 
@@ -60,11 +78,18 @@ def colors(algorithms: Iterable[str]) -> dict[str, tuple]:
     colours, released copies (``… (published)``) a lighter shade of theirs, variants one chosen by name."""
     palette = sns.color_palette("tab10", n_colors=10)
     spare = palette[len(ALGORITHM_ORDER):]
+    paired = sns.color_palette("Paired", n_colors=12)
     out = {}
     for alg in set(algorithms):
         head = alg.split(" ")[0]
         base = head.split("@")[0]
-        if head == alg and base == head and base in ALGORITHM_ORDER:
+        family = _o2o_family(base)
+        if head == alg and base == head and family is not None and family[0] in ALGORITHM_ORDER:
+            # a light/dark pair of one hue per algorithm: the spare colours (chosen by name) collided, e.g.
+            # mbdpo-scratch and tdmpc2-finetune
+            i = ALGORITHM_ORDER.index(family[0])
+            color = paired[(2 * i + (family[1] == "-finetune")) % len(paired)]
+        elif head == alg and base == head and base in ALGORITHM_ORDER:
             color = palette[ALGORITHM_ORDER.index(base)]
         elif base in ALGORITHM_ORDER and head == base:  # "mbdpo (published)"
             color = tuple(0.55 * c + 0.45 for c in palette[ALGORITHM_ORDER.index(base)])

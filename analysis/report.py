@@ -36,6 +36,7 @@ import pandas as pd
 
 from analysis import efficiency as E
 from analysis import figures as F
+from analysis import o2o as O2O
 from analysis import offline as O
 from analysis import stats as S
 from analysis import tables as T
@@ -180,6 +181,7 @@ def analyze(out: str | Path, runs: str | Path | None = None, published: str | Pa
                              formats=("csv", "md"))
 
     online_scaling = None
+    o2o_lines: list[str] = []
     if not evals.empty:
         values, dropped_at, early = table_values(evals, at_step)
         steps = values.groupby("domain")["step"].first().to_dict()
@@ -259,6 +261,10 @@ def analyze(out: str | Path, runs: str | Path | None = None, published: str | Pa
                             save(F.scaling_plot(scaling), figs / f"{stem}.png")]
 
         online_problems = [early, missing_steps(evals, grid)]
+        if O2O.has_o2o(evals):
+            o2o_written, o2o_lines, o2o_problems = write_o2o(evals, out, save, reps, seed)
+            written += o2o_written
+            online_problems.append(o2o_problems)
         dropped_all = pd.concat([dropped.assign(where="curves"), dropped_at.assign(where="table")],
                                 ignore_index=True)
     else:  # offline runs only: no env-step evaluation to table
@@ -280,8 +286,56 @@ def analyze(out: str | Path, runs: str | Path | None = None, published: str | Pa
     written += T.write_table(dropped_all, tables / "alignment_dropped", formats=("csv",))
     written.append(T.atomic_write_text(out / "summary.md", _summary(evals, problems, dropped_all, per_domain,
                                                                     written, out, data.step_units, eff_table,
-                                                                    banner, offline_lines)))
+                                                                    banner, offline_lines + o2o_lines)))
     return AnalysisResult(out, per_domain, problems, dropped_all, written, eff_table, data.step_units)
+
+
+O2O_CAPTION = ("Offline-to-online (fig. 7): `<algo>-finetune` (started from the pretrained checkpoint) vs "
+               "`<algo>-scratch` (same config and seeds), normalised score (0-100) at `step`, the last env step every "
+               "paired run reached. Per task: mean over seeds, 95% bootstrap CI over seeds; `difference` = fine-tune "
+               "− scratch; `reach_step`: the first env step at which fine-tuning's mean curve reaches scratch's final "
+               "score (NaN: never). Task `All`: IQM over held-out tasks × seeds, stratified-bootstrap CIs.")
+
+
+def write_o2o(evals: pd.DataFrame, out: Path, save, reps: int = 2000,
+              seed: int = 0) -> tuple[list[Path], list[str], pd.DataFrame]:
+    """The O2O outputs (analysis/o2o.py) under ``out`` and the summary.md section: (files, markdown lines,
+    ``unpaired`` problems). ``tables/o2o.{csv,md}`` (per algorithm × held-out task and the aggregate),
+    ``tables/o2o_curves.csv``, ``figures/o2o_curves.png`` (a panel per held-out task and an aggregate one) and
+    ``figures/o2o_aggregate.png``; only a caption and the problems when no family has its partner, so that a
+    half-finished O2O run set says why it has no figure rather than having none."""
+    tables, figs = out / "tables", out / "figures"
+    result = O2O.o2o_analysis(evals, reps=reps, seed=seed)
+    lines = ["## Offline-to-online fine-tuning (fig. 7)", ""]
+    written: list[Path] = []
+    n_unpaired = len(result.problems)
+    if result.empty:
+        lines += ["No fine-tune/scratch pair: every `<algo>-finetune` run needs an `<algo>-scratch` run of the same "
+                  f"task and seed (and vice versa); {n_unpaired} run(s) unpaired (tables/problems.csv, kind "
+                  f"`{O2O.UNPAIRED}`).", ""]
+        return written, lines, result.problems
+    written += T.write_table(result.table, tables / "o2o", O2O_CAPTION, formats=("csv", "md"), floatfmt=".1f")
+    written += T.write_table(result.curves, tables / "o2o_curves", formats=("csv",))
+    written.append(save(O2O.o2o_curves_figure(result.curves), figs / "o2o_curves.png"))
+    written.append(save(O2O.o2o_aggregate_figure(result.curves), figs / "o2o_aggregate.png"))
+
+    def cell(r, key: str) -> str:
+        low, high = r[f"{key}_low"], r[f"{key}_high"]
+        return f"{r[key]:.1f}" + ("" if pd.isna(low) else f" [{low:.1f}, {high:.1f}]")
+
+    shown = pd.DataFrame([{"algorithm": F.display_name(r["algorithm"]), "task": r["task"], "env step": f"{r['step']:,}",
+                           "seeds": int(r["n_seeds"]), "fine-tuned": cell(r, "finetune"),
+                           "from scratch": cell(r, "scratch"), "difference": cell(r, "difference"),
+                           "reaches scratch's final at": "never" if pd.isna(r["reach_step"]) else
+                           f"{int(r['reach_step']):,} ({r['reach_fraction']:.0%})", "notes": r["notes"]}
+                          for _, r in result.table.iterrows()])
+    lines += [O2O_CAPTION, "", T.to_markdown(shown), "",
+              "Figures: figures/o2o_curves.png (per held-out task and aggregated; fine-tuned solid, from scratch "
+              "dashed), figures/o2o_aggregate.png.", ""]
+    if n_unpaired:
+        lines += [f"**{n_unpaired} fine-tune/scratch run(s) unpaired** and left out of this comparison "
+                  f"(tables/problems.csv, kind `{O2O.UNPAIRED}`).", ""]
+    return written, lines, result.problems
 
 
 OFFLINE_CAPTION = ("Offline multi-task runs: mean normalised score (0-100) over the dataset's tasks and seeds, at each "
