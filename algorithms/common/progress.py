@@ -117,7 +117,14 @@ class Progress:
             self._switch(current)
         if current.bar is not None:
             current.bar.update(done - current.done)
-        current.done, current.detail = done, detail or current.detail
+        current.done = done
+        if detail and detail != current.detail:  # a new part of the phase (offline: the next task) gets its line
+            current.detail = detail
+            if current.bar is not None:
+                current.bar.set_description(f"  {name} ({detail})")
+            elif self.enabled and not self.tty:
+                self._line()
+                return
         self._maybe_line()
 
     def advance(self, n: int) -> None:
