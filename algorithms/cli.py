@@ -287,6 +287,26 @@ def _dataset_import_tdmpc2(args: argparse.Namespace) -> int:
     return 0
 
 
+TRAIN_DESCRIPTION = """\
+Train one algorithm on one task; the same command again resumes an interrupted run.
+
+GPU-scale defaults: TD-MPC2 and MBDPO default to the released settings, sized for a GPU: the 6M model, batches
+of 256 and the released planning at every act (TD-MPC2: MPPI with 512 samples x 6 iterations; MBDPO: 20
+diffusion steps over 512 candidates). On a CPU (2 cores) that costs about 0.3 s (TD-MPC2) to 1 s (MBDPO) per act
+and 0.2 s per update: hours for a few thousand steps, weeks for a task's published budget. The lighter CPU
+settings of the learning checks (config/checks/tdmpc2-cartpole-cpu.yaml, mbdpo-cartpole-cpu.yaml) are, e.g.:
+  agent.model_size=1.7M agent.num_samples=128 agent.num_elites=16 agent.num_pi_trajs=6 agent.batch_size=128
+  plus agent.iterations=3 (TD-MPC2) or agent.diffusion_steps=5 (MBDPO), and eval_episodes=2
+(several times cheaper per step). SAC costs milliseconds per step anywhere.
+
+A run shows its phase (seeding, pretraining, training, evaluating) with rate and ETA; on a CPU it prints its
+measured cost per act and per update after its first steps and the estimate for the whole run (naming the
+lighter settings when that is over 2 hours). A run whose --steps end before its seed steps (the task's default,
+`mbdpo-bench tasks`; e.g. cartpole: 2,500 agent steps = 5,000 env steps) never updates: it warns at start; set
+seed_steps=N or raise --steps.
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     from algorithms.registry import ALGORITHMS
 
@@ -300,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.set_defaults(func=_tasks)
 
     train = sub.add_parser("train", help="train one algorithm on one task (resumes an interrupted run)",
+                           description=TRAIN_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
                            epilog="algorithms: " + ", ".join(f"{n} ({e.summary})" for n, e in ALGORITHMS.items()))
     train.add_argument("--algo", default=None, help="algorithm name (default sac)")
     train.add_argument("--task", help="task name (`mbdpo-bench tasks`)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import itertools
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import gymnasium as gym
 import numpy as np
@@ -66,6 +66,11 @@ class Agent(abc.ABC):
                     seen.add(id(tensor))
                     yield name, tensor
 
-    def on_seeding_done(self, buffer: ReplayBuffer, seed_steps: int) -> dict[str, float]:
-        """Called once when the ``seed_steps`` random agent steps end (e.g. for pre-training updates)."""
+    def on_seeding_done(self, buffer: ReplayBuffer, seed_steps: int,
+                        report: Callable[[int, int], None] | None = None) -> dict[str, float]:
+        """Called once when the ``seed_steps`` random agent steps end (e.g. for pre-training updates).
+
+        An agent that runs updates here calls ``report(done, total)`` before the first and after each one, so
+        that the run's progress shows this phase (minutes at default settings on a CPU) instead of standing still.
+        """
         return {}

@@ -29,7 +29,6 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from algorithms.common import runfiles
 from algorithms.common.agent import Agent
@@ -37,6 +36,7 @@ from algorithms.common.checkpoint import CheckpointManager
 from algorithms.common.config import ConfigError, RunConfig, config_hash, to_dict
 from algorithms.common.device import resolve_device
 from algorithms.common.memory import check_memory, estimate_memory
+from algorithms.common.progress import Progress
 from algorithms.common.seeding import derived_seed, seed_everything
 from algorithms.common.sinks import make_sinks
 from algorithms.common.trainer import (BUFFER, EVAL_COLUMNS, EVAL_EPISODES, PARAMETER_CHECK_EVERY,
@@ -187,15 +187,27 @@ class OfflineTrainer(OnlineTrainer):
         runfiles.atomic_write_json(self.run_dir / "run.json", self.run_info)
 
     # --- the loop ----------------------------------------------------------------------------------------------
-    def evaluate(self) -> None:
-        """Every task of the dataset in its real env, with the deterministic policy; one eval.csv row per task."""
+    def evaluate(self, progress: Progress | None = None) -> None:
+        """Every task of the dataset in its real env, with the deterministic policy; one eval.csv row per task.
+
+        The progress counts episodes over all tasks and names the task (``task k/n``): with many tasks an
+        evaluation is the longest phase of an offline run."""
         index, step = self.counters["evaluations"], self.counters["updates"]
+        n_tasks, episodes = len(self.tasks), self.cfg.eval_episodes
         means = []
         for task_id, (task, env) in enumerate(zip(self.tasks, self.eval_envs)):
             if len(self.tasks) > 1:
                 self.agent.set_task(task_id)
-            result = evaluate_policy(self.agent, env, self.cfg.eval_episodes,
-                                     lambda k, t=task_id: derived_seed(self.cfg.seed, EVAL_EPISODES, index, t, k))
+            report = None
+            if progress is not None:
+                detail = f"task {task_id + 1}/{n_tasks} {task}, evaluation at update {step:,}"
+                progress.count("evaluating", task_id * episodes, n_tasks * episodes, "episode", detail)
+
+                def report(done: int, base: int = task_id * episodes, detail: str = detail) -> None:
+                    progress.count("evaluating", base + done, n_tasks * episodes, "episode", detail)
+            result = evaluate_policy(self.agent, env, episodes,
+                                     lambda k, t=task_id: derived_seed(self.cfg.seed, EVAL_EPISODES, index, t, k),
+                                     report)
             result.pop("returns")
             row = {"step": step, "task": task, **result}
             self.eval_log.append(row)
@@ -219,9 +231,10 @@ class OfflineTrainer(OnlineTrainer):
         self.metrics.clear()
         self.timing.clear()
 
-    def update_until(self, stop: int, progress: tqdm) -> None:
+    def update_until(self, stop: int, progress: Progress) -> None:
         """Gradient updates until ``stop`` updates are done, logging train.csv every ``log_every`` updates."""
         c = self.counters
+        progress.phase("updating", "gradient updates on the dataset")
         interval_start, interval_updates = time.perf_counter(), 0
         while c["updates"] < stop:
             tic = time.perf_counter()
@@ -240,7 +253,7 @@ class OfflineTrainer(OnlineTrainer):
                 self.log_train_row(interval_updates / max(now - interval_start, 1e-9))
                 interval_start, interval_updates = now, 0
                 c["next_log"] += self.cfg.log_every
-            progress.update(1)
+            progress.advance(1)
 
     def run(self) -> Path:
         c = self.counters
@@ -248,17 +261,17 @@ class OfflineTrainer(OnlineTrainer):
         self.write_run_info("running", started_at=runfiles.now(), resumed=resumed,
                             git_commit=runfiles.git_commit(), versions=runfiles.package_versions(),
                             **runfiles.host_info())
-        with tqdm(total=self.total, initial=min(c["updates"], self.total), unit="update",
-                  disable=not self.cfg.progress, dynamic_ncols=True, mininterval=1.0 if sys.stderr.isatty() else 30.0,
-                  desc=f"{self.cfg.algo} offline {self.run_dir.parent.name} s{self.cfg.seed}") as progress:
+        with Progress(self.total, c["updates"], "update",
+                      f"{self.cfg.algo} offline {self.run_dir.parent.name} s{self.cfg.seed}",
+                      enabled=self.cfg.progress) as progress:
             last_checkpoint = c["updates"] if resumed else -1
             while True:  # each pass is one boundary: evaluation, then checkpoint, as online
                 finished = c["updates"] >= self.total
                 if c["updates"] >= c["next_eval"] or finished:
                     c["next_eval"] = max(c["next_eval"], c["updates"] - c["updates"] % self.eval_every)
                     c["next_eval"] += self.eval_every
-                    self.evaluate()
-                    progress.set_postfix(eval_return=f"{self.last_eval_return:.1f}")
+                    self.evaluate(progress)
+                    progress.postfix(eval_return=f"{self.last_eval_return:.1f}")
                 # after this step's evaluation, so that the checkpoint (the final one above all) holds its rows
                 due = c["updates"] >= c["next_checkpoint"]
                 if (due or finished) and c["updates"] != last_checkpoint:

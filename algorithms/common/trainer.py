@@ -16,12 +16,13 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from algorithms.common import progress as progress_module
 from algorithms.common import runfiles
 from algorithms.common.agent import Agent
 from algorithms.common.buffer import ReplayBuffer
@@ -29,6 +30,7 @@ from algorithms.common.checkpoint import CheckpointManager
 from algorithms.common.config import (NON_SEMANTIC_KEYS, ConfigError, RunConfig, apply_values, config_hash,
                                       dump_yaml, load_yaml, to_dict)
 from algorithms.common.device import resolve_device
+from algorithms.common.progress import CostMeter, Progress
 from algorithms.common.seeding import derived_seed, rng_state, seed_everything, set_rng_state
 from algorithms.common.sinks import make_sinks
 from algorithms.registry import get_algorithm
@@ -236,8 +238,12 @@ def check_finite(metrics: dict[str, float], env_step: int, updates: int, agent: 
                                  "the run stops here, its last checkpoint is intact")
 
 
-def evaluate_policy(agent: Agent, env, episodes: int, seed_of) -> dict[str, Any]:
-    """Mean return (and success at the last step, where the suite defines it) of the deterministic policy."""
+def evaluate_policy(agent: Agent, env, episodes: int, seed_of,
+                    on_episode: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Mean return (and success at the last step, where the suite defines it) of the deterministic policy.
+
+    ``on_episode(k)`` is called after the k-th episode: an evaluation at default planning on a CPU takes minutes,
+    and the progress says how far it is."""
     returns, lengths, successes, start_values, discounted = [], [], [], [], []
     estimates_value = hasattr(agent, "value_estimate")
     for k in range(episodes):
@@ -258,6 +264,8 @@ def evaluate_policy(agent: Agent, env, episodes: int, seed_of) -> dict[str, Any]
         lengths.append(length)
         if "success" in info:
             successes.append(float(info["success"]))
+        if on_episode is not None:
+            on_episode(k + 1)
     values = np.asarray(returns, dtype=np.float64)
     return {
         "episode_return": float(values.mean()), "episode_return_std": float(values.std()),
@@ -309,6 +317,7 @@ class OnlineTrainer:
                          "next_log": cfg.log_every}
         self.metrics = MetricAccumulator()
         self.timing = MetricAccumulator()
+        self.cost = CostMeter()  # the first acts and updates of training: the cost estimate (report_cost)
         self.eval_log = runfiles.CsvLog(run_dir / "eval.csv", EVAL_COLUMNS)
         self.train_log = runfiles.CsvLog(run_dir / "train.csv", TRAIN_COLUMNS)
         self.episode_log = runfiles.CsvLog(run_dir / "episodes.csv", EPISODE_COLUMNS)
@@ -474,12 +483,20 @@ class OnlineTrainer:
         return True
 
     # --- the loop ------------------------------------------------------------------------------------------
-    def evaluate(self) -> None:
+    def evaluate(self, progress: Progress | None = None) -> None:
         # weights checked first: a policy of NaNs would fail inside the evaluation with a less useful message
         check_finite(self.last_metrics, self.counters["env_step"], self.counters["updates"], self.agent)
         index = self.counters["evaluations"]
-        result = evaluate_policy(self.agent, self.eval_env, self.cfg.eval_episodes,
-                                 lambda k: derived_seed(self.cfg.seed, EVAL_EPISODES, index, k))
+        n = self.cfg.eval_episodes
+        report = None
+        if progress is not None:
+            detail = f"evaluation at {self.step_key.replace('_', ' ')} {self.counters[self.step_key]:,}"
+            progress.count("evaluating", 0, n, "episode", detail)
+
+            def report(done: int) -> None:
+                progress.count("evaluating", done, n, "episode", detail)
+        result = evaluate_policy(self.agent, self.eval_env, n,
+                                 lambda k: derived_seed(self.cfg.seed, EVAL_EPISODES, index, k), report)
         result.pop("returns")
         row = {"step": self.counters["env_step"], **result}
         self.eval_log.append(row)
@@ -503,7 +520,51 @@ class OnlineTrainer:
         self.metrics.clear()
         self.timing.clear()
 
-    def run_episode(self, progress: tqdm) -> None:
+    def pretraining_report(self, progress: Progress) -> Callable[[int, int], None]:
+        """The callback of ``agent.on_seeding_done``: the pretraining phase's count (k/N updates), and each
+        update's duration for the cost estimate (the callback follows each update)."""
+        last = time.perf_counter()
+
+        def report(done: int, total: int) -> None:
+            nonlocal last
+            now = time.perf_counter()
+            if done:
+                self.cost.update(now - last)
+            last = now
+            progress.count("pretraining", done, total, "update", "updates on the seed data")
+        return report
+
+    def remaining_evaluations(self) -> int:
+        """Evaluations still to come: one per ``eval_every`` boundary before the end, and the final one."""
+        total, every = self.schedule.total, self.schedule.eval_every
+        at, n = self.counters["next_eval"], 1
+        while at < total:  # approximate: an evaluation waits for the episode boundary at or past its step
+            n += 1
+            at += every
+        return n
+
+    def report_cost(self) -> None:
+        """On a CPU, once the first acts and updates of training are timed: one stderr line (and run.json's
+        ``cost_estimate``) with the measured cost, the whole run's estimate and, when large, the lighter settings.
+        Nothing about the run changes: the user asked for these settings."""
+        self.cost.reported = True
+        if self.device.type != "cpu":  # CUDA timings are asynchronous and a GPU is what the defaults are for
+            return
+        c, schedule, repeat = self.counters, self.schedule, self.spec.action_repeat
+        # a run ends at the first episode boundary at or past its total (fixed-length episodes: a multiple of them)
+        episode = self.spec.episode_length * repeat
+        end = -(-schedule.total // episode) * episode
+        remaining = -(-(end - max(c["env_step"], schedule.seed_env_steps)) // repeat)
+        cost = progress_module.estimate(self.cost, max(remaining, 0), self.remaining_evaluations(),
+                                        self.cfg.eval_episodes * self.spec.episode_length, self.wall_time)
+        hint, hint_file = progress_module.lighter_settings(self.cfg.algo, self.cfg.agent, self.cfg.eval_episodes)
+        cost["large"] = cost["estimate_s"] > progress_module.LARGE_COST_S
+        cost["lighter_settings"] = hint if cost["large"] else []
+        tqdm.write(progress_module.cost_line(self.cfg.algo, str(self.device), cost, hint, hint_file, "--steps"),
+                   file=sys.stderr)
+        self.write_run_info("running", cost_estimate=cost)
+
+    def run_episode(self, progress: Progress) -> None:
         c, spec, schedule = self.counters, self.spec, self.schedule
         obs, _ = self.env.reset(seed=derived_seed(self.cfg.seed, TRAIN_EPISODES, c["episode"]))
         self.agent.reset()
@@ -512,14 +573,19 @@ class OnlineTrainer:
         interval_start, interval_steps = time.perf_counter(), 0
         while not done:
             if c["env_step"] < schedule.seed_env_steps:
+                progress.phase("seeding", "random actions", end=schedule.seed_env_steps)
                 action = self.action_rng.uniform(-1.0, 1.0, self.env.action_space.shape).astype(np.float32)
             else:
+                progress.phase("training")
                 tic = time.perf_counter()
                 action = self.agent.act(obs, eval_mode=False)
-                self.timing.add({"act_s": time.perf_counter() - tic})
+                elapsed = time.perf_counter() - tic
+                self.timing.add({"act_s": elapsed})
+                self.cost.act(elapsed)
             obs, reward, terminated, truncated, info = self.env.step(action)
             self.buffer.add(self.padded_action(action), reward, terminated, obs)
             c["env_step"] += spec.action_repeat
+            progress.advance(spec.action_repeat)  # before the updates: a phase they start begins at this step
             interval_steps += spec.action_repeat
             episode_return += float(reward)
             length += 1
@@ -530,26 +596,46 @@ class OnlineTrainer:
                 if not c["seeding_done"]:
                     c["seeding_done"] = True
                     metrics = self.agent.on_seeding_done(
-                        self.buffer, schedule.seed_env_steps // spec.action_repeat)
+                        self.buffer, schedule.seed_env_steps // spec.action_repeat,
+                        report=self.pretraining_report(progress))
                     check_finite(metrics, c["env_step"], c["updates"], self.agent)
+                    progress.phase("training")
                 tic = time.perf_counter()
                 metrics = self.agent.update(self.buffer)
-                self.timing.add({"update_s": time.perf_counter() - tic})
+                elapsed = time.perf_counter() - tic
+                self.timing.add({"update_s": elapsed})
+                self.cost.update(elapsed)
                 c["updates"] += 1
                 self.last_metrics = metrics
                 check_finite(metrics, c["env_step"], c["updates"],
                              self.agent if c["updates"] % PARAMETER_CHECK_EVERY == 0 else None)
                 self.metrics.add(metrics)
+                if self.cost.ready:
+                    self.report_cost()
             if c["env_step"] >= c["next_log"]:
                 now = time.perf_counter()
                 self.log_train_row(interval_steps / max(now - interval_start, 1e-9))
                 interval_start, interval_steps = now, 0
                 c["next_log"] += self.cfg.log_every
-            progress.update(spec.action_repeat)
         success = info.get("success")
         self.episode_log.append({"step": c["env_step"], "episode": c["episode"], "episode_return": episode_return,
                                  "success": None if success is None else float(success), "episode_length": length})
         c["episode"] += 1
+
+    def warn_if_never_updates(self) -> None:
+        """A run whose steps end before its seed steps do only ever acts at random: say so before it starts (the
+        obvious first command, ``--steps 3000`` on cartpole with its 2,500 seed agent steps, is such a run)."""
+        schedule, repeat = self.schedule, self.spec.action_repeat
+        if schedule.total > schedule.seed_env_steps:
+            return
+        seed_agent = schedule.seed_env_steps // repeat
+        what = ("never updates the agent nor acts with it" if schedule.total < schedule.seed_env_steps else
+                "updates the agent only at its last step and never acts with it")
+        example = max(schedule.total // repeat // 10, 1)
+        print(f"warning: this run {what}: its {schedule.total:,} env steps end before its seed steps do "
+              f"(seed_steps={seed_agent:,} agent steps x action repeat {repeat} = {schedule.seed_env_steps:,} env "
+              f"steps of random actions, the task's default unless set). Lower seed_steps (e.g. seed_steps={example}) "
+              f"or raise --steps above {schedule.seed_env_steps:,}", file=sys.stderr)
 
     def run(self) -> Path:
         c, schedule = self.counters, self.schedule
@@ -561,17 +647,17 @@ class OnlineTrainer:
         self.write_run_info("running", started_at=runfiles.now(), resumed=resumed,
                             git_commit=runfiles.git_commit(), versions=runfiles.package_versions(),
                             **runfiles.host_info())
-        with tqdm(total=schedule.total, initial=min(c["env_step"], schedule.total), unit="step",
-                  disable=not self.cfg.progress, dynamic_ncols=True, mininterval=1.0 if sys.stderr.isatty() else 30.0,
-                  desc=f"{self.cfg.algo} {self.spec.name} s{self.cfg.seed}") as progress:
+        self.warn_if_never_updates()
+        with Progress(schedule.total, c["env_step"], "step", f"{self.cfg.algo} {self.spec.name} s{self.cfg.seed}",
+                      enabled=self.cfg.progress) as progress:
             last_checkpoint_step = c["env_step"] if resumed else -1
             while True:  # each pass is one episode boundary
                 finished = c["env_step"] >= schedule.total
                 if c["env_step"] >= c["next_eval"] or finished:
                     c["next_eval"] = max(c["next_eval"], c["env_step"] - c["env_step"] % schedule.eval_every)
                     c["next_eval"] += schedule.eval_every
-                    self.evaluate()
-                    progress.set_postfix(eval_return=f"{self.last_eval_return:.1f}")
+                    self.evaluate(progress)
+                    progress.postfix(eval_return=f"{self.last_eval_return:.1f}")
                 # after the evaluation of this step, so that a checkpoint (the last one above all) holds its row
                 due = c["env_step"] >= c["next_checkpoint"]
                 if (due or finished) and c["env_step"] != last_checkpoint_step:

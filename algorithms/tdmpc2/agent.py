@@ -8,7 +8,7 @@ Defaults are TD-MPC2's; the world model is the shared one in ``algorithms/world_
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -407,15 +407,20 @@ class Agent(AgentBase):
         model.train()
         return {**drift, **behaviour_drift(search.action, action[0, :n]), **errors}
 
-    def on_seeding_done(self, buffer: ReplayBuffer, seed_steps: int) -> dict[str, float]:
-        """TD-MPC2 pre-trains on the seed data with as many updates as seed steps."""
+    def on_seeding_done(self, buffer: ReplayBuffer, seed_steps: int,
+                        report: Callable[[int, int], None] | None = None) -> dict[str, float]:
+        """TD-MPC2 pre-trains on the seed data with as many updates as seed steps (``report(done, n)``: progress)."""
         n = self.cfg.pretrain_updates if self.cfg.pretrain_updates is not None else seed_steps
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
-        for _ in range(n):
+        if report is not None:
+            report(0, n)
+        for i in range(n):
             for key, value in self.update(buffer).items():
                 sums[key] = sums.get(key, 0.0) + value
                 counts[key] = counts.get(key, 0) + 1
+            if report is not None:
+                report(i + 1, n)
         return {f"pretrain_{key}": value / counts[key] for key, value in sums.items()}
 
     # --- checkpoints ------------------------------------------------------------------------------------------

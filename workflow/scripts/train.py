@@ -30,8 +30,10 @@ def main(snakemake) -> None:
 def train_run(run, p, snakemake, other_python, log) -> None:
     from algorithms.common.runfiles import atomic_write_json
 
+    # progress on: stderr is the job log (not a terminal), so the trainer writes one plain line per phase change
+    # and every MBDPO_PROGRESS_INTERVAL seconds (default 30) there instead of a tqdm bar (issue 18)
     overrides = {**run.overrides_dict(), "task": run.task, "seed": str(run.seed), "name": run.name,
-                 "results_dir": p.results_dir, "device": p.device, "progress": "false",
+                 "results_dir": p.results_dir, "device": p.device, "progress": "true",
                  "threads": str(snakemake.threads)}
     if run.steps:
         overrides["steps"] = str(run.steps)

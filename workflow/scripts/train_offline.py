@@ -11,9 +11,11 @@ def main(snakemake) -> None:
     from algorithms.common.trainer import build_config, train
 
     p = snakemake.params
+    # progress on: stderr is the job log (not a terminal), so the trainer writes one plain line per phase change
+    # and every MBDPO_PROGRESS_INTERVAL seconds (default 30) there instead of a tqdm bar (issue 18)
     overrides = {**p.overrides, "offline.dataset": str(snakemake.input.dataset), "seed": str(p.seed),
                  "name": p.name, "steps": str(p.steps), "results_dir": p.results_dir, "device": p.device,
-                 "progress": "false", "threads": str(snakemake.threads)}
+                 "progress": "true", "threads": str(snakemake.threads)}
     Path(snakemake.log[0]).parent.mkdir(parents=True, exist_ok=True)
     with open(snakemake.log[0], "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         run_dir = train(build_config(p.algo, None, overrides))
