@@ -52,6 +52,11 @@ analysis does not build models (it never imports the algorithms), so fig. 6's x 
 dataset of fewer tasks or smaller observations has slightly fewer parameters (a task embedding row and the
 encoder's first layer), which moves no preset past its neighbour on a log axis. A preset not listed gets NaN."""
 
+MBDPO_PRESET_PARAMETERS: dict[str, int] = {"1.7M": 1_673_532, "6M": 5_970_027, "21M": 20_916_843,
+                                           "54M": 53_573_995, "340M": 340_242_906}
+"""MBDPO's learnable parameters per preset in the same configuration: the world model plus the energy and the score
+network (README.md "Size presets"; tests/test_memory.py counts them). The paper's preset names count these."""
+
 # The TD-MPC2-era release names the MyoSuite hand tasks `myo-hand-reach`; the registry (and mbdpo's) `myo-reach`.
 _PUBLISHED_ALIASES = {re.compile(r"^myo-hand-"): "myo-"}
 PIXELS_SUFFIX = "-pixels"
@@ -339,10 +344,12 @@ def is_offline_run(info: Mapping) -> bool:
     return version >= OFFLINE_FORMAT_VERSION and "tasks" in info
 
 
-def preset_parameters(model_size: str) -> float:
-    """Learnable parameters of a size preset (:data:`PRESET_PARAMETERS`), NaN for a size the table lacks (a custom
-    size cannot be placed on fig. 6's axis without building the model)."""
-    return float(PRESET_PARAMETERS.get(str(model_size), np.nan))
+def preset_parameters(model_size: str, algo: str = "") -> float:
+    """Learnable parameters of a size preset for ``algo`` (:data:`MBDPO_PRESET_PARAMETERS` for MBDPO, else the
+    world model's :data:`PRESET_PARAMETERS`), NaN for a size the table lacks (a custom size cannot be placed on
+    fig. 6's axis without building the model)."""
+    table = MBDPO_PRESET_PARAMETERS if algo == "mbdpo" else PRESET_PARAMETERS
+    return float(table.get(str(model_size), np.nan))
 
 
 def offline_family(name: str, algo: str, model_size: str) -> str:
@@ -372,7 +379,7 @@ def _read_offline_run(run_dir: Path, info: Mapping, config: Mapping, name: str, 
     algorithm = offline_family(name, algo, model_size)
     total = info.get("total_steps")
     meta = {"algorithm": algorithm, "name": name, "algo": algo, "dataset": dataset, "seed": seed,
-            "model_size": model_size, "params": preset_parameters(model_size), "tasks": ",".join(tasks),
+            "model_size": model_size, "params": preset_parameters(model_size, algo), "tasks": ",".join(tasks),
             "n_tasks": len(tasks), "status": info.get("status", ""), "config_hash": info.get("config_hash", ""),
             "steps_done": info.get("steps_done"), "total_steps": total, "wall_time_s": info.get("wall_time_s"),
             "device": info.get("device", ""), "dataset_path": info.get("dataset", ""), "path": str(run_dir),

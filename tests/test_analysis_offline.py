@@ -104,7 +104,11 @@ def test_offline_runs_are_read_apart_from_online_ones(results):
     assert set(off["task"]) == set(TASKS) and set(off["dataset"]) == {DATASET}
     assert set(off["algorithm"]) == set(ALGOS) and set(off["model_size"]) == set(SIZES)
     assert set(off["step_unit"]) == {"update"}
-    assert set(off["params"]) == {PRESET_PARAMETERS["1.7M"], PRESET_PARAMETERS["6M"]}
+    from analysis.load import MBDPO_PRESET_PARAMETERS
+
+    params = off.groupby("algorithm")["params"].agg(set).to_dict()
+    assert params["tdmpc2"] == {PRESET_PARAMETERS["1.7M"], PRESET_PARAMETERS["6M"]}
+    assert params["mbdpo"] == {MBDPO_PRESET_PARAMETERS["1.7M"], MBDPO_PRESET_PARAMETERS["6M"]}
     row = off[(off["algorithm"] == "tdmpc2") & (off["model_size"] == "6M") & (off["task"] == "mw-assembly")
               & (off["seed"] == 2) & (off["step"] == 100)]
     assert len(row) == 1
@@ -134,7 +138,9 @@ def test_scaling_table_equals_a_hand_computation(results):
     assert cell["low"] < cell["mean"] < cell["high"]
     # the CI resamples tasks: the task spread (10 points) must show in its width, the seed spread alone is 2
     assert cell["high"] - cell["low"] > 4.0
-    assert cell["params"] == PRESET_PARAMETERS["6M"] and cell["n_tasks"] == 3 and cell["n_seeds"] == 2
+    from analysis.load import MBDPO_PRESET_PARAMETERS
+
+    assert cell["params"] == MBDPO_PRESET_PARAMETERS["6M"] and cell["n_tasks"] == 3 and cell["n_seeds"] == 2
     curves = O.offline_curves(data.offline, reps=REPS)
     point = curves[(curves["algorithm"] == "tdmpc2") & (curves["model_size"] == "1.7M") & (curves["step"] == 50)]
     assert point["value"].iloc[0] == pytest.approx(np.mean([score_of("tdmpc2", "1.7M", t, s, 50)
@@ -226,6 +232,28 @@ def test_presets_of_the_analysis_are_the_world_models():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     for size, count in PRESET_PARAMETERS.items():
         assert f"| {size} |" in readme and f"{count:,} |" in readme, size
+    from analysis.load import MBDPO_PRESET_PARAMETERS
+
+    for size, count in MBDPO_PRESET_PARAMETERS.items():
+        assert f"{count:,} |" in readme, size
+
+
+def test_mbdpo_preset_parameters_are_counted_from_the_model():
+    import gymnasium as gym
+
+    from algorithms.common.memory import estimate_memory
+    from algorithms.common.trainer import build_config
+    from algorithms.registry import get_algorithm
+    from analysis.load import MBDPO_PRESET_PARAMETERS
+    from envs.registry import get_task
+
+    algorithm, spec = get_algorithm("mbdpo").load(), get_task("cartpole-balance", "state")
+    for size, count in MBDPO_PRESET_PARAMETERS.items():
+        cfg = build_config("mbdpo", None, {"agent.model_size": size})
+        estimate = estimate_memory(lambda d: algorithm.Agent(
+            cfg.agent, spec, gym.spaces.Box(-np.inf, np.inf, (39,), np.float32), gym.spaces.Box(-1, 1, (6,), np.float32),
+            d, num_tasks=80, task_id=0, action_dims=[6] * 80, discounts=[0.99] * 80), 1, cfg.agent.horizon)
+        assert estimate.trainable == count, size
 
 
 def test_cli_analyze_reads_offline_runs_alone(tmp_path, capsys):

@@ -90,9 +90,12 @@ def test_o2o_config_plans_finetune_and_scratch_after_pretraining():
     assert scratch.after is None and dict(scratch.overrides) == {k: v for k, v in finetune.overrides
                                                                  if k != "init.checkpoint"}
     smoke = load("o2o-smoke.yaml")
-    assert [r.key for r in plan.expand(smoke)] == ["mbdpo-finetune/hopper-hop/1", "mbdpo-scratch/hopper-hop/1"]
-    with pytest.raises(plan.PlanError, match="hopper-hop both pretrained on and held out"):
-        plan.expand({"o2o": {**smoke["o2o"], "pretrain_tasks": ["walker-walk", "hopper-hop"]}})
+    finetune, scratch = plan.expand(smoke)
+    assert [finetune.key, scratch.key] == ["mbdpo-finetune/reacher-easy/1", "mbdpo-scratch/reacher-easy/1"]
+    # the from-scratch run alone seeds (shortened to fit the budget); fine-tuning acts from its first step
+    assert scratch.setting("seed_steps") == 250 and finetune.setting("seed_steps") is None
+    with pytest.raises(plan.PlanError, match="reacher-easy both pretrained on and held out"):
+        plan.expand({"o2o": {**smoke["o2o"], "pretrain_tasks": ["walker-walk", "reacher-easy"]}})
 
 
 def test_scaling_config_plans_offline_runs():

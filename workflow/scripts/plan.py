@@ -371,7 +371,8 @@ def o2o_pretraining(config: dict) -> list[OfflineRun]:
 def expand_o2o(config: dict) -> list[Run]:
     """Offline-to-online (fig. 7): per algorithm, held-out task and seed, a fine-tuning run ``<algo>-finetune``
     (``init.checkpoint`` = the pretraining run's folder, which it waits for: ``Run.after``) and the from-scratch
-    run ``<algo>-scratch`` of the same config and seeds without it."""
+    run ``<algo>-scratch`` of the same config and seeds without it, plus ``o2o.scratch_overrides`` (``all``/per
+    algorithm; e.g. the seed steps a run without a pretrained model needs, which a short budget must shorten)."""
     block = _o2o(config)
     if block is None:
         return []
@@ -386,8 +387,9 @@ def expand_o2o(config: dict) -> list[Run]:
                 runs.append(Run(f"{algo}-finetune", algo, task, seed, block["finetune_steps"],
                                 tuple(sorted({**overrides, "init.checkpoint": folder}.items())),
                                 after=f"{folder}/{COMPLETE_MARKER}"))
+                scratch = {**overrides, **_overrides_for({"overrides": block.get("scratch_overrides")}, algo)}
                 runs.append(Run(f"{algo}-scratch", algo, task, seed, block["finetune_steps"],
-                                tuple(sorted(overrides.items()))))
+                                tuple(sorted(scratch.items()))))
     return runs
 
 
