@@ -38,4 +38,7 @@ def test_a_finished_workflow_prints_where_summary_md_is(tmp_path):
     summary = results / "analysis" / "summary.md"
     assert summary.read_text().startswith("# Analysis summary")
     assert f"Analysis summary: {summary.resolve()}" in proc.stdout, text[-3000:]
-    assert "snakemake --report" in proc.stdout
+    # the main job builds the HTML report itself and names it
+    report = results / "report.html"
+    assert report.exists() and report.stat().st_size > 10_000, text[-3000:]
+    assert f"HTML report: {report.resolve()}" in proc.stdout

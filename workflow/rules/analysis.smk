@@ -49,6 +49,11 @@ ALL_TARGETS = [rules.analyze.output.table]
 
 
 onsuccess:
+    # The HTML report (figures with captions) is built once the analysis exists; `report: false` skips it.
+    if config.get("report", True) and Path(ANALYSIS_OUT, "summary.md").exists():
+        problem = _plan.build_report(workflow.main_snakefile, Path.cwd(), config, Path(RESULTS) / "report.html")
+        if problem:
+            print(f"note: {problem}; build it with: snakemake --report {RESULTS}/report.html (same --configfile)")
     print(_plan.finished_message(ANALYSIS_OUT, RESULTS))
 
 

@@ -556,6 +556,34 @@ def resources(run: Run, gpu: bool, threads: int | None = None) -> dict[str, Any]
     return {"threads": threads or (4 if gpu else 2), "mem_mb": mem_mb, "runtime": runtime, "gpu": 1 if gpu else 0}
 
 
+def build_report(snakefile: str | Path, workdir: str | Path, config: dict, report: str | Path) -> str | None:
+    """Build Snakemake's HTML report (every figure with its caption) after a successful run, with the run's own
+    resolved config (so ``--configfile``/``--config`` choices carry over). Returns None, or why it failed: the
+    report is a convenience and never fails the run."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    report = Path(report)
+    report.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump(config, handle, default=str)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(snakefile), "-d", str(workdir),
+                               "--configfile", handle.name, "--report", str(report)],
+                              capture_output=True, text=True, timeout=600, check=False)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return f"the HTML report was not built ({err})"
+    finally:
+        os.unlink(handle.name)
+    if proc.returncode != 0 or not report.exists():
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        return f"the HTML report was not built ({tail[0][:300]})"
+    return None
+
+
 def finished_message(analysis_out: str | Path, results_dir: str | Path, report: str | Path | None = None) -> str:
     """What the workflow prints when it ends well (``onsuccess``): where summary.md is, and the HTML report (its path
     when built, else the command that builds it). Paths are absolute, as the working directory of the job is."""
