@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from algorithms.common.runfiles import file_sha256
+
 from algorithms.common.buffer import Batch
 from offline.dataset import MANIFEST, DatasetError, iter_episodes, read_manifest, source_fingerprint
 
@@ -46,13 +48,6 @@ FULL_CHECK_BYTES = 256 << 20  # caches below this size get every array's SHA-256
 ARRAYS = ("obs", "action", "reward", "terminated", "episode_start", "episode_length", "episode_task")
 INDEX_ARRAYS = ("episode_start", "episode_length", "episode_task")
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def default_cache_dir(path: Path, cache_dir: str | Path | None) -> Path:
@@ -100,7 +95,7 @@ def build_cache(path: str | Path, directory: Path, manifest: dict[str, Any], fin
                   "num_transitions": num_transitions, "num_episodes": num_episodes, "num_slots": slots,
                   "arrays": {name: {"shape": list(shapes[name][0]), "dtype": np.dtype(shapes[name][1]).str,
                                     "bytes": (tmp / f"{name}.npy").stat().st_size,
-                                    "sha256": _sha256(tmp / f"{name}.npy")} for name in ARRAYS}}
+                                    "sha256": file_sha256(tmp / f"{name}.npy")} for name in ARRAYS}}
         (tmp / CACHE_MANIFEST).write_text(json.dumps(record, indent=1) + "\n")
         if directory.exists():
             shutil.rmtree(directory, ignore_errors=True)
@@ -176,7 +171,7 @@ class DatasetCache:
             if size != spec["bytes"]:
                 raise DatasetError(f"{file} is truncated or altered: {size} bytes, {CACHE_MANIFEST} records "
                                    f"{spec['bytes']}; delete {directory} to rebuild the cache")
-            if (name in INDEX_ARRAYS or total <= FULL_CHECK_BYTES) and _sha256(file) != spec["sha256"]:
+            if (name in INDEX_ARRAYS or total <= FULL_CHECK_BYTES) and file_sha256(file) != spec["sha256"]:
                 raise DatasetError(f"{file} is corrupt: its SHA-256 differs from {CACHE_MANIFEST}; delete "
                                    f"{directory} to rebuild the cache")
             try:

@@ -51,6 +51,8 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
+from algorithms.common.runfiles import file_sha256
+
 FORMAT = "mbdpo-offline-dataset"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -125,13 +127,6 @@ def minari_root(root: Path) -> Iterator[None]:
         else:
             os.environ["MINARI_DATASETS_PATH"] = old
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _summary(returns: list[float]) -> dict[str, float] | None:
@@ -245,7 +240,7 @@ class DatasetWriter:
             files = {}
             for file in sorted(p for p in (self._tmp / MINARI_DIR).rglob("*") if p.is_file()):
                 rel = file.relative_to(self._tmp).as_posix()
-                files[rel] = {"bytes": file.stat().st_size, "sha256": _sha256(file)}
+                files[rel] = {"bytes": file.stat().st_size, "sha256": file_sha256(file)}
             manifest = {
                 "format": FORMAT, "format_version": FORMAT_VERSION, "harness_version": harness_version(),
                 "minari_version": minari.__version__,
@@ -318,7 +313,7 @@ def verify_files(path: str | Path, manifest: dict[str, Any] | None = None) -> No
         if size != expected["bytes"]:
             raise DatasetError(f"{file} is truncated or altered: {size} bytes, the manifest records "
                                f"{expected['bytes']}")
-        if _sha256(file) != expected["sha256"]:
+        if file_sha256(file) != expected["sha256"]:
             raise DatasetError(f"{file} is corrupt: its SHA-256 differs from the one in {path / MANIFEST}")
 
 

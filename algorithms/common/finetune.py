@@ -28,7 +28,6 @@ What happens, and why:
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ import numpy as np
 import torch
 
 from algorithms.common.checkpoint import CheckpointError, CheckpointManager
+from algorithms.common.runfiles import file_sha256
 from algorithms.common.config import ConfigError, RunConfig
 
 SHAPE_KEYS = ("model_size", "enc_dim", "mlp_dim", "latent_dim", "num_enc_layers", "num_q", "task_dim", "num_bins",
@@ -48,13 +48,6 @@ MBDPO_SHAPE_KEYS = ("energy", "classifier", "use_score_network", "score_t_dim")
 """MBDPO's further keys that set which networks exist and their shapes (the score network's input also holds the
 horizon: ``horizon`` joins these when the pretrained run had a score network)."""
 
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def checkpoint_file(location: str) -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import errno
 import fcntl
+import hashlib
 import io
 import json
 import math
@@ -63,6 +64,15 @@ def free_space(path: Path) -> str:
 def _write_error(path: Path, err: OSError) -> ResultsWriteError:
     return ResultsWriteError(err.errno, f"cannot write {path}: {err.strerror or err} ({free_space(path.parent)} "
                                         f"free there); free some space or choose another --results-dir")
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, read in 4 MiB blocks (checkpoints and datasets can be many GB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> None:
