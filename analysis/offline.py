@@ -143,24 +143,30 @@ def offline_curves_figure(curves: pd.DataFrame, ncols: int = 4) -> Figure:
         ax.set_ylabel(Y_LABEL)
         _updates(ax)
         ax.grid(alpha=0.3)
-    F._legend(fig, _AllSizes(axes))
+    F._legend(fig, _by_size(axes))
     return fig
 
 
-class _AllSizes:
-    """Legend handles of every model size drawn in any panel, once each and smallest first (panels may differ)."""
+class _AllPanels:
+    """Legend handles of every label drawn in any panel, once each (panels may differ), optionally sorted."""
 
-    def __init__(self, axes: list) -> None:
-        self.axes = axes
+    def __init__(self, axes: list, key=None) -> None:
+        self.axes, self.key = axes, key
 
     def get_legend_handles_labels(self) -> tuple[list, list]:
         seen: dict[str, object] = {}
         for ax in self.axes:
             for handle, label in zip(*ax.get_legend_handles_labels()):
                 seen.setdefault(label, handle)
-        order = size_order([label.split(" ")[0] for label in seen])
-        labels = sorted(seen, key=lambda label: order.index(label.split(" ")[0]))
-        return [seen[lb] for lb in labels], labels
+        labels = sorted(seen, key=self.key) if self.key is not None else list(seen)
+        return [seen[label] for label in labels], labels
+
+
+def _by_size(axes: list) -> _AllPanels:
+    """Model sizes smallest first (labels start with the preset's name)."""
+    labels = [label for ax in axes for label in ax.get_legend_handles_labels()[1]]
+    order = size_order(list(dict.fromkeys(label.split(" ")[0] for label in labels)))
+    return _AllPanels(axes, key=lambda label: order.index(label.split(" ")[0]))
 
 
 def scaling_figure(scaling: pd.DataFrame) -> Figure:
@@ -181,26 +187,16 @@ def scaling_figure(scaling: pd.DataFrame) -> Figure:
             ax.plot(c["params"], c["mean"], color=palette[alg], marker="o", label=F.display_name(alg))
             ax.fill_between(c["params"], c["low"], c["high"], color=palette[alg], alpha=0.2, lw=0)
         ax.set_xscale("log")
-        names = sub.groupby("params")["model_size"].first()  # the paper's preset names at their true counts
-        ax.set_xticks(list(names.index), [f"{n}\n({p / 1e6:.3g}M)" for p, n in names.items()])
+        # one tick per preset, at the geometric mean of the algorithms' counts (MBDPO's include its energy and
+        # score network, so the points of one preset sit a little apart; README.md "Size presets" has each count)
+        ticks = sub.groupby("model_size")["params"].apply(lambda p: float(np.exp(np.log(p).mean())))
+        ax.set_xticks(list(ticks.values), list(ticks.index))
         ax.minorticks_off()
-        ax.set_xlabel("learnable parameters (log scale): preset (count)")
+        ax.set_xlabel("learnable parameters (log scale), by preset")
         ax.set_ylabel("final " + Y_LABEL)
         ax.set_title(f"{dataset} ({int(sub['n_tasks'].max())} tasks)", fontsize=10)
         ax.grid(alpha=0.3, which="both")
-    F._legend(fig, _AllAlgorithms(axes))
+    F._legend(fig, _AllPanels(axes))
     return fig
 
 
-class _AllAlgorithms:
-    """Legend handles of every algorithm drawn in any panel, once each."""
-
-    def __init__(self, axes: list) -> None:
-        self.axes = axes
-
-    def get_legend_handles_labels(self) -> tuple[list, list]:
-        seen: dict[str, object] = {}
-        for ax in self.axes:
-            for handle, label in zip(*ax.get_legend_handles_labels()):
-                seen.setdefault(label, handle)
-        return list(seen.values()), list(seen)
