@@ -22,7 +22,8 @@ from algorithms.tdmpc2 import Agent as TDMPC2Agent
 from algorithms.tdmpc2 import Config as TDMPC2Config
 from envs import get_task, make_env
 from offline import open_dataset
-from offline.dataset import Episode, write_dataset
+from offline.dataset import write_dataset
+from offline.random_data import random_episodes
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ("cartpole-balance", "reacher-easy", "walker-walk")  # obs 5/6/24, actions 1/2/6
@@ -38,27 +39,6 @@ AGENT = {
     "mbdpo": {**TINY_MODEL, "num_samples": 16, "num_elites": 4, "num_pi_trajs": 2, "diffusion_steps": 4,
               "score_mc_samples": 8, "use_score_network": True, "score_warmup": 0},
 }
-
-
-def random_episodes(task: str, n: int, seed: int) -> list[Episode]:
-    """``n`` episodes of uniform random actions in the real environment."""
-    env = make_env(task, seed=seed)
-    rng = np.random.default_rng(seed)
-    out = []
-    for k in range(n):
-        obs, _ = env.reset(seed=seed * 100 + k)
-        observations, actions, rewards, terminated = [obs], [], [], []
-        done = False
-        while not done:
-            action = rng.uniform(-1, 1, env.action_space.shape).astype(np.float32)
-            obs, reward, term, trunc, _ = env.step(action)
-            observations.append(obs)
-            actions.append(action)
-            rewards.append(reward)
-            terminated.append(term)
-            done = term or trunc
-        out.append(Episode(np.array(observations), np.array(actions), np.array(rewards), np.array(terminated)))
-    return out
 
 
 @pytest.fixture(scope="module")
