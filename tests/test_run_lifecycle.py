@@ -299,16 +299,7 @@ def test_sigterm_during_set_up_marks_the_run_interrupted(tiny_sac_args, monkeypa
 
 
 def _checkpoint_tensors(path: Path):
-    state = CheckpointManager.load(path)["agent"]
-    stack = [state]
-    while stack:
-        value = stack.pop()
-        if isinstance(value, dict):
-            stack += list(value.values())
-        elif isinstance(value, (list, tuple)):
-            stack += list(value)
-        elif hasattr(value, "is_floating_point") and value.is_floating_point():
-            yield value
+    return trainer_module.floating_tensors(CheckpointManager.load(path)["agent"])
 
 
 def test_non_finite_weight_stops_the_run_naming_its_module(tiny_sac_args, monkeypatch, capsys):

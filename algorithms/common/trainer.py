@@ -16,7 +16,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -202,17 +202,23 @@ def non_finite_tensor(agent: Agent) -> str | None:
     return None
 
 
-def non_finite_in_state(state: dict[str, Any]) -> str | None:
-    """Why a loaded checkpoint must not be resumed from (a non-finite agent tensor), or None."""
-    stack: list[Any] = [state["agent"]]
+def floating_tensors(tree: Any) -> Iterator[torch.Tensor]:
+    """Every floating-point tensor in a nested state (dicts, lists, tuples), e.g. a checkpoint's agent state."""
+    stack: list[Any] = [tree]
     while stack:
         value = stack.pop()
         if isinstance(value, dict):
             stack += list(value.values())
         elif isinstance(value, (list, tuple)):
             stack += list(value)
-        elif isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            return "holds non-finite weights"
+        elif isinstance(value, torch.Tensor) and value.is_floating_point():
+            yield value
+
+
+def non_finite_in_state(state: dict[str, Any]) -> str | None:
+    """Why a loaded checkpoint must not be resumed from (a non-finite agent tensor), or None."""
+    if any(not bool(torch.isfinite(t).all()) for t in floating_tensors(state["agent"])):
+        return "holds non-finite weights"
     return None
 
 
