@@ -118,8 +118,9 @@ def test_policy_prior_acting_and_pixels():
 def test_pixel_augmentation_modes(augment):
     """``encoder`` (default, as released): the batch is left alone, encode shifts it; ``batch`` (the
     harness's earlier behaviour): the training batch is shifted once, acting is deterministic."""
+    # fp32: this untrained tiny policy's means differ between shifts by less than bf16 resolves
     agent, buffer, obs = filled("cartpole-swingup", obs="rgb", mpc=False, diag_every=0, augment=augment,
-                                shift_pad=4 if augment == "batch" else 3)
+                                shift_pad=4 if augment == "batch" else 3, precision="fp32")
     assert agent.model.augment.pad == (4 if augment == "batch" else 3)
     batch = buffer.sample(agent.cfg.batch_size, horizon=agent.cfg.horizon)
     buffer.sample = lambda *args, **kwargs: batch

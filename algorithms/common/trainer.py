@@ -151,8 +151,28 @@ def run_dir_for(cfg: RunConfig) -> Path:
     return Path(cfg.results_dir) / "runs" / cfg.run_name / spec.name / str(cfg.seed)
 
 
+# Agent keys added after runs were made, with the value that computed those runs (compared as if present).
+_KEYS_ADDED_LATER = {"precision": "fp32", "compute": "reference"}
+
+
 def _semantic(data: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in data.items() if k not in NON_SEMANTIC_KEYS and k != "format_version"}
+    out = {k: v for k, v in data.items() if k not in NON_SEMANTIC_KEYS and k != "format_version"}
+    if isinstance(out.get("agent"), dict) and out.get("algo") in ("tdmpc2", "mbdpo"):
+        out["agent"] = {**_KEYS_ADDED_LATER, **out["agent"]}
+    return out
+
+
+def pin_machine_defaults(cfg: RunConfig) -> None:
+    """Resolve config values that depend on the machine before the run records its config: ``agent.precision=auto``
+    and ``agent.compute=auto`` become what they mean here (``world_model/compute.py``), so that the run's config
+    says how it computed and a resume elsewhere that would resolve differently is refused as a config change
+    instead of mixing two compute paths in one run."""
+    from algorithms.world_model.compute import resolve_compute, resolve_precision
+
+    if getattr(cfg.agent, "precision", None) == "auto":
+        cfg.agent.precision = resolve_precision("auto", resolve_device(cfg.device))
+    if getattr(cfg.agent, "compute", None) == "auto":
+        cfg.agent.compute = resolve_compute("auto", resolve_device(cfg.device))
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
@@ -835,6 +855,7 @@ def train(cfg: RunConfig, resume_non_finite: bool = False) -> Path:
     trainer: OnlineTrainer | None = None
     run_dir: Path | None = None
     try:
+        pin_machine_defaults(cfg)
         run_dir = make_run_dir(cfg)
         lock = lock_run_dir(run_dir)
         stale = runfiles.remove_stale_temp_files(run_dir, run_dir / "checkpoints")

@@ -26,6 +26,7 @@ from algorithms.tdmpc2.agent import Agent as TDMPC2Agent
 from algorithms.tdmpc2.agent import Config as TDMPC2Config
 from algorithms.tdmpc2.planner import estimate_value, policy_trajectories
 from algorithms.world_model.diagnostics import behaviour_drift, search_prior_drift, td_errors
+from algorithms.world_model.compute import set_compute_path
 from algorithms.world_model.scale import RunningScale
 
 CHOICES = {
@@ -155,6 +156,7 @@ class Agent(TDMPC2Agent):
         else:
             self.energy = InfoNCEEnergy(conditioned, action_dim, wm.mlp_dim, cfg.infonce_negatives)
         self.energy.to(device)
+        set_compute_path(self.energy, self.compute_path)
         self.energy_in_joint_loss = cfg.energy == "classifier" and cfg.classifier == "released"
         if self.energy_in_joint_loss:  # one optimiser and one gradient clip with the world model, as released
             self.optim.add_param_group({"params": list(self.energy.parameters())})
@@ -167,6 +169,7 @@ class Agent(TDMPC2Agent):
         if cfg.use_score_network:
             self.score_net = ScoreNetwork(wm.latent_dim + self.model.task_dim, cfg.horizon, action_dim, wm.mlp_dim,
                                           cfg.score_t_dim, released_init=cfg.score_training == "joint").to(device)
+            set_compute_path(self.score_net, self.compute_path)
             if cfg.score_training == "joint":
                 self.optim.add_param_group({"params": list(self.score_net.parameters())})
                 self.joint_parameters += list(self.score_net.parameters())
@@ -201,7 +204,7 @@ class Agent(TDMPC2Agent):
     def score_fn(self, a_t: torch.Tensor, t: torch.Tensor, z: torch.Tensor,
                  task: torch.Tensor | None = None) -> torch.Tensor:
         """s_θ(A_t, t, [z, e]): the task embedding is concatenated to the latent (multi-task), as released."""
-        return self.score_net(a_t, t, self.model.task_emb_of(z, task))
+        return self.score_net(a_t, t, self.model.task_emb_of(z, task)).float()
 
     def plan_diffusion(self, z: torch.Tensor, eval_mode: bool, prev_plan: torch.Tensor | None = None,
                        task: torch.Tensor | None = None, amortised: bool = False) -> DiffusionPlan:
@@ -217,8 +220,9 @@ class Agent(TDMPC2Agent):
     @torch.no_grad()
     def act(self, obs: np.ndarray, eval_mode: bool) -> np.ndarray:
         self.model.eval()
-        z = self.model.encode(self.obs_tensor(obs), self.task)
-        plan = self.plan_diffusion(z, eval_mode, self.prev_plan, self.task, amortised=self.acts_with_score_network)
+        with self.autocast():
+            z = self.model.encode(self.obs_tensor(obs), self.task)
+            plan = self.plan_diffusion(z, eval_mode, self.prev_plan, self.task, amortised=self.acts_with_score_network)
         self.prev_plan = plan.plan
         if self.score_net is not None and not eval_mode and self.cfg.score_points == "buffer+chain":
             for t, x in plan.chain:
@@ -242,19 +246,20 @@ class Agent(TDMPC2Agent):
         """World model and policy prior (TD-MPC2's step), then the energy, then the score network. ``buffer``: a
         replay buffer to sample from, or a sampled :class:`Batch` (multi-task: with ``task``)."""
         obs, action, reward, terminated, task = self._batch(buffer)
-        metrics = self.update_world_model(obs, action, reward, terminated, task)
-        separate_energy = self.energy_coef > 0 and not self.energy_in_joint_loss
-        separate_score = self.score_net is not None and self.score_optim is not None
-        if separate_energy or separate_score:  # the released defaults train both inside the joint loss
-            with torch.no_grad():
-                z = self.model.encode(obs[0], task)
-            if separate_energy:
-                metrics.update(self.update_energy(z, action[0], task))
-            if separate_score:
-                metrics.update(self.update_score_network(z, action.transpose(0, 1), task))
-        self.num_updates += 1
-        if self.cfg.diag_every and self.num_updates % self.cfg.diag_every == 0:
-            metrics.update(self.diagnostics(obs, action, reward, task))
+        with self.autocast():
+            metrics = self.update_world_model(obs, action, reward, terminated, task)
+            separate_energy = self.energy_coef > 0 and not self.energy_in_joint_loss
+            separate_score = self.score_net is not None and self.score_optim is not None
+            if separate_energy or separate_score:  # the released defaults train both inside the joint loss
+                with torch.no_grad():
+                    z = self.model.encode(obs[0], task)
+                if separate_energy:
+                    metrics.update(self.update_energy(z, action[0], task))
+                if separate_score:
+                    metrics.update(self.update_score_network(z, action.transpose(0, 1), task))
+            self.num_updates += 1
+            if self.cfg.diag_every and self.num_updates % self.cfg.diag_every == 0:
+                metrics.update(self.diagnostics(obs, action, reward, task))
         return metrics
 
     def joint_loss_terms(self, rollout: torch.Tensor, action: torch.Tensor,

@@ -57,7 +57,7 @@ class ClassifierEnergy(nn.Module):
         with torch.no_grad():
             hardest = self(z.expand(3, *z.shape), negatives).squeeze(-1).argmax(0)  # (B,)
         negative = negatives[hardest, torch.arange(z.shape[0])]
-        pos, neg = self(z, action), self(z, negative)
+        pos, neg = self(z, action).float(), self(z, negative).float()  # fp32 losses and statistics under autocast
         loss = (F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos))
                 + F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg)))
         if self.variant == "released":
@@ -68,6 +68,7 @@ class ClassifierEnergy(nn.Module):
 
     @torch.no_grad()
     def update_statistics(self, values: torch.Tensor) -> None:
+        values = values.float()  # the EMA statistics stay fp32 under bf16 autocast
         mean, std = values.mean(), values.std(unbiased=False)
         if not self.initialised:
             self.mean.copy_(mean)
@@ -79,7 +80,7 @@ class ClassifierEnergy(nn.Module):
 
     def shaping(self, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """clip((F − mean)/std, ±clip): added to r̂ with weight η."""
-        return ((self(z, action) - self.mean) / (self.std + 1e-6)).clamp(-self.clip, self.clip)
+        return ((self(z, action).float() - self.mean) / (self.std + 1e-6)).clamp(-self.clip, self.clip)
 
 
 def released_pairs(rollout: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -103,11 +104,11 @@ class InfoNCEEnergy(nn.Module):
         """eq. (9): L_E = −(1/B) Σ_i log [exp(−E(z_i, a_i)) / Σ_j exp(−E(z_i, a_j))] over a sub-batch."""
         z, action = z[: self.negatives], action[: self.negatives]
         b = z.shape[0]
-        logits = -self(z.unsqueeze(1).expand(b, b, -1), action.unsqueeze(0).expand(b, b, -1)).squeeze(-1)
+        logits = -self(z.unsqueeze(1).expand(b, b, -1), action.unsqueeze(0).expand(b, b, -1)).squeeze(-1).float()
         loss = F.cross_entropy(logits, torch.arange(b, device=z.device))
         accuracy = (logits.argmax(-1) == torch.arange(b, device=z.device)).float().mean()
         return loss, {"energy_loss": loss.item(), "energy_accuracy": accuracy.item()}
 
     def shaping(self, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """−E(z, a): added to r̂ with weight λ, i.e. r̃ = r̂ − λE."""
-        return -self(z, action)
+        return -self(z, action).float()

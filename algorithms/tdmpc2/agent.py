@@ -19,6 +19,8 @@ from algorithms.common.buffer import Batch, ReplayBuffer
 from algorithms.common.config import ConfigError, check_ranges
 from algorithms.tdmpc2.planner import MPPIConfig, Plan, mppi_plan
 from algorithms.world_model import WorldModel, resolve
+from algorithms.world_model.compute import (COMPUTE_PATHS, PRECISIONS, autocast, resolve_compute, resolve_precision,
+                                            set_compute_path)
 from algorithms.world_model.diagnostics import behaviour_drift, search_prior_drift, td_errors
 from algorithms.world_model.presets import PRESETS, default_task_dim
 from algorithms.world_model.scale import RunningScale
@@ -119,6 +121,13 @@ class Config:
     """Updates between diagnostics (policy drift, cross-TD error); 0 turns them off."""
     diag_batch: int = 8
     """Buffer states the diagnostics plan from (each costs two MPPI plans)."""
+    precision: str = "auto"
+    """``fp32``, ``bf16`` (world-model forward passes under bf16 autocast; decoding, returns, scales and optimiser
+    state in fp32) or ``auto``: bf16 on a CPU with native bf16 units, fp32 elsewhere (``world_model/compute.py``)."""
+    compute: str = "auto"
+    """``fast`` (only the Q members a value uses, transposed SimNorm softmax), ``compiled`` (``fast`` with LayerNorm +
+    Mish fused by torch.compile), ``reference`` (the compute path of the released code and of the harness before
+    issue 17) or ``auto``: ``compiled`` on a CPU where torch.compile works, else ``fast`` (``world_model/compute.py``)."""
 
     def validate(self) -> None:
         if self.model_size not in PRESETS:
@@ -133,6 +142,9 @@ class Config:
         if self.num_elites > self.num_samples or self.num_pi_trajs >= self.num_samples:
             raise ConfigError(f"need num_pi_trajs ({self.num_pi_trajs}) < num_samples ({self.num_samples}) "
                               f"and num_elites ({self.num_elites}) <= num_samples")
+        for key, valid in (("precision", PRECISIONS), ("compute", COMPUTE_PATHS)):
+            if getattr(self, key) not in valid:
+                raise ConfigError(f"config key 'agent.{key}' is {getattr(self, key)!r}; valid: {', '.join(valid)}")
         if self.target_q_pair not in TARGET_Q_PAIRS:
             raise ConfigError(f"config key 'agent.target_q_pair' is {self.target_q_pair!r}; "
                               f"valid: {', '.join(TARGET_Q_PAIRS)}")
@@ -184,6 +196,12 @@ class Agent(AgentBase):
         self.model = WorldModel(resolve(cfg.model_size, **overrides), observation_space.shape,
                                 full, num_tasks=num_tasks,
                                 action_dims=self.action_dims if num_tasks > 1 else None).to(device)
+        self.precision = resolve_precision(cfg.precision, device)
+        try:
+            self.compute_path = resolve_compute(cfg.compute, device)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        set_compute_path(self.model, self.compute_path)
         self.task = torch.tensor([task_id], device=device) if num_tasks > 1 else None
         self.task_id = task_id
         self.discounts: torch.Tensor | None = None
@@ -257,25 +275,31 @@ class Agent(AgentBase):
         return mppi_plan(self.model, z, self.mppi_cfg, self.planning_discount(task), prev_mean=prev_mean,
                          task=task, eval_mode=eval_mode)
 
+    def autocast(self):
+        """The context of the world model's forward passes: bf16 autocast when ``precision`` resolved to bf16."""
+        return autocast(self.precision, self.device)
+
     @torch.no_grad()
     def act(self, obs: np.ndarray, eval_mode: bool) -> np.ndarray:
         self.model.eval()
-        z = self.model.encode(self.obs_tensor(obs), self.task)
-        if self.cfg.mpc:
-            plan = self.plan(z, eval_mode, self.prev_mean, self.task)
-            self.prev_mean = plan.mean
-            action = plan.action
-        else:
-            out = self.model.pi(z, self.task)
-            action = out.mean if eval_mode else out.action
+        with self.autocast():
+            z = self.model.encode(self.obs_tensor(obs), self.task)
+            if self.cfg.mpc:
+                plan = self.plan(z, eval_mode, self.prev_mean, self.task)
+                self.prev_mean = plan.mean
+                action = plan.action
+            else:
+                out = self.model.pi(z, self.task)
+                action = out.mean if eval_mode else out.action
         return self.task_action(action)
 
     @torch.no_grad()
     def value_estimate(self, obs: np.ndarray) -> float:
         """Q(z_0, π(z_0)) of a start state: compared with the collected return, it shows over-estimation."""
         self.model.eval()
-        z = self.model.encode(self.obs_tensor(obs), self.task)
-        return self.model.Q(z, self.model.pi(z, self.task).mean, self.task, return_type="avg").item()
+        with self.autocast():
+            z = self.model.encode(self.obs_tensor(obs), self.task)
+            return self.model.Q(z, self.model.pi(z, self.task).mean, self.task, return_type="avg").item()
 
     # --- learning ---------------------------------------------------------------------------------------------
     def _batch(self, source: ReplayBuffer | Batch):
@@ -312,11 +336,12 @@ class Agent(AgentBase):
         """One TD-MPC2 update: world model (consistency, reward, value[, termination]), then the policy prior.
         ``buffer``: a replay buffer to sample from, or a sampled :class:`Batch` (multi-task: with ``task``)."""
         batch = self._batch(buffer)
-        metrics = self.update_world_model(*batch)
-        self.num_updates += 1
-        if self.cfg.diag_every and self.num_updates % self.cfg.diag_every == 0:
-            obs, action, reward, _, task = batch
-            metrics.update(self.diagnostics(obs, action, reward, task))
+        with self.autocast():
+            metrics = self.update_world_model(*batch)
+            self.num_updates += 1
+            if self.cfg.diag_every and self.num_updates % self.cfg.diag_every == 0:
+                obs, action, reward, _, task = batch
+                metrics.update(self.diagnostics(obs, action, reward, task))
         return metrics
 
     def update_world_model(self, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor,
@@ -349,7 +374,7 @@ class Agent(AgentBase):
         extra, metrics = self.joint_loss_terms(rollout.detach(), action, task)
         total = total + extra
         if model._termination is not None:
-            termination_loss = F.binary_cross_entropy_with_logits(model.termination(zs_t[1:], task), terminated)
+            termination_loss = F.binary_cross_entropy_with_logits(model.termination(zs_t[1:], task).float(), terminated)
             total = total + cfg.termination_coef * termination_loss
             metrics["termination_loss"] = termination_loss.item()
         self.optim.zero_grad(set_to_none=True)
@@ -427,7 +452,8 @@ class Agent(AgentBase):
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "optim": self.optim.state_dict(),
                 "pi_optim": self.pi_optim.state_dict(), "scale": self.scale.state_dict(),
-                "num_updates": self.num_updates}
+                "num_updates": self.num_updates, "precision": self.precision,
+                "compute": self.compute_path}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])

@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from algorithms.world_model.compute import layer_norm_mish
+
 
 class SimNorm(nn.Module):
     """Simplicial normalisation (TD-MPC2 sec. 3.2): softmax over consecutive groups of ``dim`` features."""
@@ -16,10 +18,15 @@ class SimNorm(nn.Module):
     def __init__(self, dim: int = 8):
         super().__init__()
         self.dim = dim
+        self.compute_path = "reference"  # compute.set_compute_path
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
-        return F.softmax(x.view(*shape[:-1], -1, self.dim), dim=-1).view(shape)
+        groups = x.reshape(*shape[:-1], -1, self.dim)
+        if self.compute_path == "reference":
+            return F.softmax(groups, dim=-1).view(shape)
+        # PyTorch's CPU softmax is slow along a short contiguous dim: softmax the (..., dim, G) transpose instead
+        return F.softmax(groups.transpose(-1, -2).contiguous(), dim=-2).transpose(-1, -2).reshape(shape)
 
 
 class NormedLinear(nn.Linear):
@@ -30,11 +37,14 @@ class NormedLinear(nn.Linear):
         self.ln = nn.LayerNorm(out_features)
         self.act = act if act is not None else nn.Mish(inplace=False)
         self.dropout = nn.Dropout(dropout) if dropout else None
+        self.compute_path = "reference"  # compute.set_compute_path
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = super().forward(x)
         if self.dropout is not None:
             x = self.dropout(x)
+        if self.compute_path == "compiled" and isinstance(self.act, nn.Mish):
+            return layer_norm_mish(x, self.ln.weight, self.ln.bias, self.ln.eps)
         return self.act(self.ln(x))
 
 
@@ -58,8 +68,11 @@ class EnsembleLinear(nn.Module):
         self.bias = nn.Parameter(torch.zeros(k, 1, out_features))
         nn.init.trunc_normal_(self.weight, std=0.02)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.baddbmm(self.bias, x, self.weight)
+    def forward(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
+        """``members`` (indices): evaluate only those members; ``x`` then has one leading entry per member."""
+        if members is None:
+            return torch.baddbmm(self.bias, x, self.weight)
+        return torch.baddbmm(self.bias[members], x, self.weight[members])
 
 
 class EnsembleNormedLinear(EnsembleLinear):
@@ -70,12 +83,17 @@ class EnsembleNormedLinear(EnsembleLinear):
         self.ln_weight = nn.Parameter(torch.ones(k, 1, out_features))
         self.ln_bias = nn.Parameter(torch.zeros(k, 1, out_features))
         self.dropout = nn.Dropout(dropout) if dropout else None
+        self.compute_path = "reference"  # compute.set_compute_path
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = super().forward(x)
+    def forward(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
+        x = super().forward(x, members)
         if self.dropout is not None:
             x = self.dropout(x)
-        x = F.layer_norm(x, x.shape[-1:]) * self.ln_weight + self.ln_bias
+        ln_weight, ln_bias = (self.ln_weight, self.ln_bias) if members is None else (self.ln_weight[members],
+                                                                                    self.ln_bias[members])
+        if self.compute_path == "compiled":
+            return layer_norm_mish(x, ln_weight, ln_bias)
+        x = F.layer_norm(x, x.shape[-1:]) * ln_weight + ln_bias
         return F.mish(x)
 
 
@@ -99,12 +117,14 @@ class QEnsemble(nn.Module):
             layer.weight.uniform_(-bound, bound)
             layer.bias.uniform_(-bound, bound)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (K, ..., out) of every member, or (len(members), ..., out) of ``members`` only."""
         lead = x.shape[:-1]
-        h = x.reshape(1, -1, x.shape[-1]).expand(self.k, -1, -1)
+        k = self.k if members is None else len(members)
+        h = x.reshape(1, -1, x.shape[-1]).expand(k, -1, -1)
         for layer in self.hidden:
-            h = layer(h)
-        return self.out(h).reshape(self.k, *lead, -1)
+            h = layer(h, members)
+        return self.out(h, members).reshape(k, *lead, -1)
 
 
 class ShiftAug(nn.Module):

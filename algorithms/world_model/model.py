@@ -78,6 +78,7 @@ class WorldModel(nn.Module):
         if cfg.q_init == "torch-default":
             self._Qs.torch_default_hidden_init()
         self._target_Qs = copy.deepcopy(self._Qs).requires_grad_(False).eval()
+        self.compute_path = "reference"  # compute.set_compute_path: not reference = only the Q members a result uses
 
     def train(self, mode: bool = True) -> WorldModel:
         """Train/eval mode for every part but the target Qs, which stay in eval mode: no dropout in TD targets
@@ -130,14 +131,15 @@ class WorldModel(nn.Module):
         return self._termination(self.task_emb_of(z, task))
 
     def decode(self, logits: torch.Tensor) -> torch.Tensor:
-        return wm_math.two_hot_inv(logits, self.cfg.num_bins, self.cfg.vmin, self.cfg.vmax)
+        """Two-hot logits to scalars, in fp32 whatever the logits' precision."""
+        return wm_math.two_hot_inv(logits.float(), self.cfg.num_bins, self.cfg.vmin, self.cfg.vmax)
 
     def soft_ce(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return wm_math.soft_ce(logits, target, self.cfg.num_bins, self.cfg.vmin, self.cfg.vmax)
+        return wm_math.soft_ce(logits.float(), target.float(), self.cfg.num_bins, self.cfg.vmin, self.cfg.vmax)
 
     def pi(self, z: torch.Tensor, task: torch.Tensor | None = None) -> PolicyOutput:
         """The policy prior: a tanh-Gaussian with log-std squashed into [log_std_min, log_std_max]."""
-        mu, log_std = self._pi(self.task_emb_of(z, task)).chunk(2, dim=-1)
+        mu, log_std = self._pi(self.task_emb_of(z, task)).float().chunk(2, dim=-1)  # the Gaussian in fp32
         cfg = self.cfg
         log_std = cfg.log_std_min + 0.5 * (cfg.log_std_max - cfg.log_std_min) * (torch.tanh(log_std) + 1)
         eps = torch.randn_like(mu)
@@ -159,31 +161,33 @@ class WorldModel(nn.Module):
           target: bool = False, detach: bool = False, generator: torch.Generator | None = None,
           members: tuple[int, int] | None = None) -> torch.Tensor:
         """Q-values: ``all`` logits of every member (K, ..., bins); ``min``/``avg`` of two random members, or of
-        ``members`` when given."""
+        ``members`` when given. On the fast compute path only those two members are evaluated."""
+        if return_type not in ("all", "min", "avg"):
+            raise ValueError(f"unknown return_type {return_type!r}; valid: 'all', 'min', 'avg'")
         x = self.task_emb_of(torch.cat([z, action], dim=-1), task)
+        pair = None
+        if return_type != "all" and self.compute_path != "reference":
+            pair = self._q_pair(generator, members, x.device)
         if target:
-            logits = self._target_Qs(x)
+            logits = self._target_Qs(x, pair)
         elif detach:  # gradients reach the action (for the policy loss) but not the Q parameters
             params = {name: p.detach() for name, p in self._Qs.named_parameters()}
-            logits = torch.func.functional_call(self._Qs, params, (x,))
+            logits = torch.func.functional_call(self._Qs, params, (x, pair))
         else:
-            logits = self._Qs(x)
-        return self._q_reduce(logits, return_type, generator, members)
-
-    def _q_reduce(self, logits: torch.Tensor, return_type: str, generator,
-                  members: tuple[int, int] | None = None) -> torch.Tensor:
+            logits = self._Qs(x, pair)
         if return_type == "all":
             return logits
+        if pair is None:  # reference path: all K members were evaluated, two are used
+            logits = logits[self._q_pair(generator, members, x.device)]
+        values = self.decode(logits)
+        return values.min(0).values if return_type == "min" else values.mean(0)
+
+    def _q_pair(self, generator: torch.Generator | None, members: tuple[int, int] | None,
+                device: torch.device) -> torch.Tensor:
+        """The two members a ``min``/``avg`` uses: ``members``, or two drawn at random (CPU generator)."""
         if members is not None:
-            pair = torch.tensor(members, device=logits.device)
-        else:
-            pair = torch.randperm(self.cfg.num_q, generator=generator, device="cpu")[:2].to(logits.device)
-        values = self.decode(logits[pair])
-        if return_type == "min":
-            return values.min(0).values
-        if return_type == "avg":
-            return values.mean(0)
-        raise ValueError(f"unknown return_type {return_type!r}; valid: 'all', 'min', 'avg'")
+            return torch.tensor(members, device=device)
+        return torch.randperm(self.cfg.num_q, generator=generator, device="cpu")[:2].to(device)
 
     @torch.no_grad()
     def soft_update_target_Q(self) -> None:
