@@ -18,6 +18,7 @@ with their quartiles), with ``"goal": 2`` and ``meets_goal``; ``act_speedup`` an
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 import numpy as np
@@ -30,13 +31,16 @@ REFERENCE = {"precision": "fp32", "compute": "reference"}
 GOAL = 2.0
 
 
-def parse_overrides(text: str) -> dict[str, str]:
+def parse_overrides(text: str) -> dict[str, object]:
+    """``key=value,key=value`` with YAML values (``num_samples=128`` is an int)."""
+    import yaml
+
     out = {}
     for item in csv_list(text):
         key, sep, value = item.partition("=")
         if not sep:
-            raise SystemExit(f"--fast-overrides: {item!r} is not key=value")
-        out[key.strip()] = value.strip()
+            raise SystemExit(f"overrides: {item!r} is not key=value")
+        out[key.strip()] = yaml.safe_load(value.strip())
     return out
 
 
@@ -51,7 +55,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--fast-overrides", default="", help="agent keys for the fast side, e.g. precision=fp32")
-    parser.add_argument("--agent-overrides", default="", help="agent keys for both sides, e.g. num_samples=128")
+    parser.add_argument("--agent-overrides", default="",
+                        help="agent keys for both sides, e.g. num_samples=128 (keys an algorithm lacks are skipped)")
     args = parser.parse_args()
 
     torch, device, spec, env = torch_task_setup(args.threads, args.device, args.task)
@@ -71,7 +76,8 @@ def main() -> None:
         torch.manual_seed(0)
         module = get_algorithm(algo).load()
         cfg = module.Config(model_size=size)
-        apply_values(cfg, {**both, **overrides})
+        known = {f.name for f in dataclasses.fields(cfg)}  # --agent-overrides may name another algorithm's keys
+        apply_values(cfg, {k: v for k, v in {**both, **overrides}.items() if k in known})
         agent = module.Agent(cfg, spec, env.observation_space, env.action_space, device)
         agent.update(buffer)  # warm-up: first-call allocations and oneDNN kernel selection
         agent.act(obs, eval_mode=False)

@@ -97,6 +97,18 @@ def test_mbdpo_step():
     assert {r["algo"] for r in records if r["metric"] == "act_ms"} == {"mbdpo", "tdmpc2"}
 
 
+def test_speed():
+    records = run_benchmark("speed.py", "--sizes", "1.7M", "--acts", "1", "--updates", "1", "--repeats", "2",
+                            "--threads", "1", "--agent-overrides",
+                            "num_samples=32,num_elites=4,num_pi_trajs=2,iterations=1,diffusion_steps=3,batch_size=16")
+    by = {(r["algo"], r.get("path"), r["metric"]): r for r in records}
+    for algo in ("tdmpc2", "mbdpo"):
+        assert by[algo, "reference", "act_ms"]["precision"] == "fp32"
+        speedup = by[algo, None, "speedup"]
+        assert speedup["goal"] == 2.0 and speedup["meets_goal"] == (speedup["value"] >= 2.0)
+        assert {(algo, None, "act_speedup"), (algo, None, "update_speedup"), (algo, "fast", "steps_per_s")} <= set(by)
+
+
 def test_analysis_stats():
     records = run_benchmark("analysis_stats.py", "--reps", "50", "--tasks", "12", "--points", "5")
     by_metric = {r["metric"]: r for r in records}
