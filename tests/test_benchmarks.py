@@ -109,6 +109,16 @@ def test_speed():
         assert {(algo, None, "act_speedup"), (algo, None, "update_speedup"), (algo, "fast", "steps_per_s")} <= set(by)
 
 
+def test_packing():
+    records = run_benchmark("packing.py", "--algo", "sac", "--steps", "400", "--seed-steps", "200", "--log-every",
+                            "100", "--k-values", "1,2")
+    summed = {r["runs"]: r for r in records if r["metric"] == "summed_env_steps_per_s"}
+    assert set(summed) == {1, 2} and len(summed[2]["per_run"]) == 2
+    assert summed[2]["value"] == pytest.approx(sum(summed[2]["per_run"]), rel=1e-3)
+    gain = {r["runs"]: r["value"] for r in records if r["metric"] == "packing_gain"}
+    assert gain[1] == 1.0 and gain[2] == pytest.approx(summed[2]["value"] / summed[1]["value"])
+
+
 def test_analysis_stats():
     records = run_benchmark("analysis_stats.py", "--reps", "50", "--tasks", "12", "--points", "5")
     by_metric = {r["metric"]: r for r in records}

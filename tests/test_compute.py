@@ -36,6 +36,8 @@ def test_auto_resolves_per_device_and_bad_values_are_named():
     assert resolve_precision("fp32", CPU) == "fp32" and resolve_precision("bf16", CPU) == "bf16"
     assert resolve_compute("auto", CPU) == ("compiled" if compile_problem(CPU) is None else "fast")
     assert resolve_compute("reference", CPU) == "reference"
+    meta = torch.device("meta")  # the memory estimate builds agents there: shapes only, nothing to compile
+    assert resolve_compute("compiled", meta) == "compiled" and resolve_compute("auto", meta) == "fast"
     with pytest.raises(ValueError, match="unknown precision 'fp16'; valid: auto, fp32, bf16"):
         resolve_precision("fp16", CPU)
     with pytest.raises(ConfigError, match="'agent.precision' is 'fp16'; valid: auto, fp32, bf16"):

@@ -117,6 +117,8 @@ def resolve_compute(path: str, device: torch.device) -> str:
     compilation works, ``fast`` otherwise. An explicit ``compiled`` that cannot compile is a ValueError."""
     if path not in COMPUTE_PATHS:
         raise ValueError(f"unknown compute path {path!r}; valid: {', '.join(COMPUTE_PATHS)}")
+    if device.type not in ("cpu", "cuda"):  # e.g. the meta device of the memory estimate: shapes only, no kernels
+        return "fast" if path == "auto" else path
     if path == "auto":
         return "compiled" if device.type == "cpu" and compile_problem(device) is None else "fast"
     if path == "compiled" and (problem := compile_problem(device)) is not None:
