@@ -220,6 +220,10 @@ def test_run_records_the_resolved_compute_path_and_refuses_to_mix(tmp_path, caps
     assert f"agent.precision: '{precision}' -> '{other}'" in capsys.readouterr().err
     info = json.loads((run / "run.json").read_text())
     assert info["status"] == "finished"
+    from algorithms.common.trainer import evaluate_checkpoint
+
+    result = evaluate_checkpoint(run, episodes=1)  # re-evaluated with the recorded compute path
+    assert result["env_step"] == 2000 and np.isfinite(result["episode_return"])
 
 
 def test_killed_fast_default_run_resumes_bit_for_bit_in_a_new_process(tmp_path):

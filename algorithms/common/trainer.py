@@ -912,6 +912,8 @@ def evaluate_checkpoint(run_dir: Path, checkpoint: Path | None = None, episodes:
     # A config written before the render_shadows key existed belongs to a run rendered without shadows
     # (the harness's old fixed setting; FIDELITY.md D5): re-evaluate it as it was trained.
     values.setdefault("render_shadows", False)
+    if isinstance(values.get("agent"), dict) and values.get("algo") in ("tdmpc2", "mbdpo"):
+        values["agent"] = {**_KEYS_ADDED_LATER, **values["agent"]}  # computed as before issue 17
     cfg = build_config(values.pop("algo", None), overrides=None)
     apply_values(cfg, values)
     cfg.device = device
