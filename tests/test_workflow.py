@@ -186,15 +186,17 @@ def test_packs_group_runs_of_one_algorithm_and_preset_at_most_k(monkeypatch):
     large = [_run("tdmpc2", "cartpole-balance", seed, "tdmpc2-6M", **{"agent.model_size": "6M"}) for seed in (1, 2)]
     left_out = [_run("sac", ms2, 1), _run("sac", ms2, 2), _run("ppo", "cartpole-balance", 1),
                 _run("ppo", "cartpole-balance", 2)]
-    runs = [*left_out, *large, *sac, *small]
+    pixels = [_run("sac", "cheetah-run-pixels", seed) for seed in (1, 2)]
+    runs = [*left_out, *large, *sac, *pixels, *small]
     packs = plan.packs(runs, 4, None)
     assert all(2 <= len(p.runs) <= 4 for p in packs)
-    for p in packs:  # one algorithm and one preset per pack
-        assert len({(r.algo, r.setting("agent.model_size")) for r in p.runs}) == 1, p.keys
+    for p in packs:  # one algorithm, one preset, state or pixels per pack
+        assert len({(r.algo, r.setting("agent.model_size"), r.task.endswith("-pixels")) for r in p.runs}) == 1, p.keys
+    assert [p.keys for p in packs if "pixels" in p.keys[0]] == [[r.key for r in pixels]]
     packed = [k for p in packs for k in p.keys]
-    assert len(packed) == len(set(packed)) == 6 + 2 + 2
+    assert len(packed) == len(set(packed)) == 6 + 2 + 2 + 2
     assert not set(packed) & {r.key for r in left_out}  # ManiSkill2 (its own interpreter) and blocked runs
-    assert sorted(len(p.runs) for p in packs if p.runs[0].algo == "sac") == [2, 4]
+    assert sorted(len(p.runs) for p in packs if p.keys[0].startswith("sac/") and "pixels" not in p.keys[0]) == [2, 4]
     # deterministic and stable: the order of the grid does not matter, the id follows the members only
     again = plan.packs(list(reversed(runs)), 4, None)
     assert [(p.id, p.keys) for p in again] == [(p.id, p.keys) for p in packs]

@@ -602,18 +602,20 @@ def _preset(run: Run) -> str:
 def packs(runs: list[Run], runs_per_gpu: int, maniskill2_python: str | None = None) -> list[Pack]:
     """The packs of at most ``runs_per_gpu`` runs each, in a stable order. Packable: runs of rule train, i.e. not a
     ManiSkill2 task (rule train_maniskill2, another interpreter) and not blocked on this machine. Runs of the same
-    algorithm and model preset are packed together (similar speed and memory), within a group in (task, name,
-    seed) order; a group's last run left alone is no pack: it keeps its own train job, as every run not packed."""
+    algorithm and model preset are packed together (similar speed and memory), pixel runs apart from state runs
+    (twice the time, a larger replay buffer); within a group in (env steps, task, name, seed) order, so runs of one
+    length share a pack. A group's last run left alone is no pack: it keeps its own train job, as every run not
+    packed does."""
     if runs_per_gpu <= 1:
         return []
-    groups: dict[tuple[str, str], list[Run]] = {}
+    groups: dict[tuple[str, str, str], list[Run]] = {}
     for run in runs:
         if run.task in MANISKILL2_TASKS or blocked(run, maniskill2_python) is not None:
             continue
-        groups.setdefault((run.algo, _preset(run)), []).append(run)
+        groups.setdefault((run.algo, _preset(run), TASKS[run.task].obs), []).append(run)
     out = []
     for _, members in sorted(groups.items()):
-        members = sorted(members, key=lambda r: (r.task, r.name, r.seed))
+        members = sorted(members, key=lambda r: (r.steps or TASKS[r.task].budget, r.task, r.name, r.seed))
         for start in range(0, len(members), runs_per_gpu):
             chunk = tuple(members[start:start + runs_per_gpu])
             if len(chunk) > 1:
