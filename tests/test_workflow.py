@@ -4,6 +4,7 @@ nothing to do the second time, and a killed `snakemake` that resumes and finishe
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -169,6 +170,70 @@ def test_resources_scale_with_budget_preset_and_device():
     assert plan.resources(pixels, gpu=True, threads=3)["threads"] == 3
 
 
+# ------------------------------------------------------------------------------------- packing runs onto one GPU
+
+def _run(algo, task, seed, name=None, **overrides):
+    return plan.Run(name or algo, algo, task, seed, 1000, tuple(sorted(overrides.items())))
+
+
+def test_packs_group_runs_of_one_algorithm_and_preset_at_most_k(monkeypatch):
+    import hashlib
+
+    monkeypatch.setattr(plan, "PLANNED_ALGORITHMS", {"ppo": "PPO is not implemented yet"})
+    ms2 = plan.MANISKILL2_TASKS[0]
+    sac = [_run("sac", task, seed) for task in ("cartpole-balance", "reacher-easy") for seed in (1, 2, 3)]
+    small = [_run("tdmpc2", "cartpole-balance", seed, "tdmpc2-1.7M", **{"agent.model_size": "1.7M"}) for seed in (1, 2)]
+    large = [_run("tdmpc2", "cartpole-balance", seed, "tdmpc2-6M", **{"agent.model_size": "6M"}) for seed in (1, 2)]
+    left_out = [_run("sac", ms2, 1), _run("sac", ms2, 2), _run("ppo", "cartpole-balance", 1),
+                _run("ppo", "cartpole-balance", 2)]
+    pixels = [_run("sac", "cheetah-run-pixels", seed) for seed in (1, 2)]
+    runs = [*left_out, *large, *sac, *pixels, *small]
+    packs = plan.packs(runs, 4, None)
+    assert all(2 <= len(p.runs) <= 4 for p in packs)
+    for p in packs:  # one algorithm, one preset, state or pixels per pack
+        assert len({(r.algo, r.setting("agent.model_size"), r.task.endswith("-pixels")) for r in p.runs}) == 1, p.keys
+    assert [p.keys for p in packs if "pixels" in p.keys[0]] == [[r.key for r in pixels]]
+    packed = [k for p in packs for k in p.keys]
+    assert len(packed) == len(set(packed)) == 6 + 2 + 2 + 2
+    assert not set(packed) & {r.key for r in left_out}  # ManiSkill2 (its own interpreter) and blocked runs
+    assert sorted(len(p.runs) for p in packs if p.keys[0].startswith("sac/") and "pixels" not in p.keys[0]) == [2, 4]
+    # deterministic and stable: the order of the grid does not matter, the id follows the members only
+    again = plan.packs(list(reversed(runs)), 4, None)
+    assert [(p.id, p.keys) for p in again] == [(p.id, p.keys) for p in packs]
+    for p in packs:
+        digest = hashlib.sha256("\n".join(sorted(p.keys)).encode()).hexdigest()[:10]
+        assert p.id == f"pack-{digest}"
+    assert len({p.id for p in packs}) == len(packs)
+    # a group's leftover single run is no pack (it keeps its own train job); k = 1 packs nothing
+    three = plan.packs(sac[:3], 2, None)
+    assert [p.keys for p in three] == [["sac/cartpole-balance/1", "sac/cartpole-balance/2"]]
+    assert plan.packs(runs, 1, None) == []
+
+
+def test_pack_resources_sum_the_members_and_stretch_the_slowest():
+    short = plan.Run("sac", "sac", "cartpole-balance", 1, 100_000)
+    long = plan.Run("sac", "sac", "cartpole-balance", 2, 1_000_000)
+    one, two = plan.resources(short, gpu=True, threads=2), plan.resources(long, gpu=True, threads=2)
+    res = plan.pack_resources(plan.Pack("pack-x", (short, long)), threads=2)
+    assert res == {"gpu": 1, "threads": 4, "mem_mb": one["mem_mb"] + two["mem_mb"],
+                   "runtime": math.ceil(two["runtime"] * 1.5)}
+    third = plan.Run("sac", "sac", "cartpole-balance", 3, 100_000)
+    assert plan.pack_resources(plan.Pack("pack-y", (short, long, third)), 2)["runtime"] == two["runtime"] * 2
+
+
+@pytest.mark.parametrize("gpu, value, message", [
+    (True, 0, r"runs_per_gpu: .*integer >= 1.*got 0"),
+    (True, -1, r"runs_per_gpu: .*integer >= 1.*got -1"),
+    (True, "two", r"runs_per_gpu: .*integer >= 1.*got 'two'"),
+    (False, 2, r"runs_per_gpu: 2 .*needs gpu: true.*set gpu: true, or runs_per_gpu: 1"),
+])
+def test_runs_per_gpu_bad_values_name_themselves(gpu, value, message):
+    config = {**load("config.yaml"), "gpu": gpu, "runs_per_gpu": value}
+    with pytest.raises(plan.PlanError, match=message):
+        plan.expand(config)
+    assert len(plan.expand({**config, "runs_per_gpu": 1})) > 0  # 1 is valid with or without a GPU
+
+
 # -------------------------------------------------------------------------------------------- through Snakemake
 
 def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -197,6 +262,7 @@ def tiny_config(tmp_path: Path, **experiment) -> Path:
     (lambda c: c["experiments"][0].update(steps=-10), "-10"),
     (lambda c: c["experiments"][0].update(algorithms=["ppo"]), "unknown algorithm 'ppo'"),
     (lambda c: c["experiments"][0].update(tasks=["walker-wlak"]), "walker-wlak"),
+    (lambda c: c.update(runs_per_gpu=2), "runs_per_gpu: 2 packs runs onto one GPU job, which needs gpu: true"),
 ])
 def test_bad_config_fails_before_any_job(tmp_path, edit, message):
     path = tiny_config(tmp_path)
@@ -242,6 +308,97 @@ def test_tiny_grid_end_to_end_then_nothing_to_do(tmp_path):
     assert made.returncode == 0, made.stderr[-3000:]
     html = report.read_text(errors="replace")
     assert "aggregate_curves.png" in html and "stratified-bootstrap" in html  # figures with their captions
+
+
+def packed_config(tmp_path: Path, seeds: list[int]) -> Path:
+    path = tiny_config(tmp_path, seeds=seeds)
+    config = yaml.safe_load(path.read_text())
+    config.update(gpu=True, device="cpu", runs_per_gpu=2)
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def jobs_of(out: str, rule: str) -> list[str]:
+    """The dry run's job blocks of one rule."""
+    return [block for block in out.split("\nrule ")[1:] if block.startswith(f"{rule}:")]
+
+
+def test_packed_dry_run_asks_for_packs_not_their_runs(tmp_path):
+    path = packed_config(tmp_path, [1, 2, 3])
+    proc = snakemake(tmp_path, "-n", "--cores", "2", "--configfile", str(path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout + proc.stderr
+    packs = jobs_of(out, "train_pack")
+    (pack,) = plan.packs(plan.expand(yaml.safe_load(path.read_text())), 2)
+    assert len(packs) == 1 and f"packs/{pack.id}/complete.json" in packs[0] and "gpu=1" in packs[0]
+    assert "cpus_per_task=2" in packs[0] and "threads: 2" in packs[0]  # both members' threads
+    assert pack.keys == ["sac/cartpole-balance/1", "sac/cartpole-balance/2"]
+    trains = jobs_of(out, "train")  # the leftover seed alone; no train job for a packed run
+    assert len(trains) == 1 and "runs/sac/cartpole-balance/3/complete.json" in trains[0] and "gpu=1" in trains[0]
+    (analyze,) = jobs_of(out, "analyze")
+    inputs = next(line for line in analyze.splitlines() if line.strip().startswith("input:"))
+    assert inputs.count(f"packs/{pack.id}/complete.json") == 1  # one input for both runs of the pack
+
+
+def test_packed_tiny_grid_end_to_end(tmp_path):
+    path = packed_config(tmp_path, [1, 2])
+    start = time.time()
+    proc = snakemake(tmp_path, "--cores", "2", "--resources", "gpu=1", "--configfile", str(path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = tmp_path / "results"
+    (pack,) = plan.packs(plan.expand(yaml.safe_load(path.read_text())), 2)
+    marker = json.loads((results / "packs" / pack.id / "complete.json").read_text())
+    assert marker["pack"] == pack.id and [m["run"] for m in marker["members"]] == pack.keys
+    assert all(m["status"] == "finished" and m["exit_code"] == 0 for m in marker["members"])
+    assert 0 < marker["wall_time_s"] < time.time() - start
+    for key in pack.keys:
+        run = json.loads((results / "runs" / key / "run.json").read_text())
+        assert run["status"] == "finished" and run["env_steps_done"] == 1000
+        done = json.loads((results / "runs" / key / "complete.json").read_text())
+        assert done == {"run": key, "status": "finished", "env_steps_done": 1000,
+                        "config_hash": run["config_hash"], "wall_time_s": run["wall_time_s"]}
+        assert "finished" in (results / "logs" / "train" / f"{key}.log").read_text()  # each run its own log
+    assert (results / "analysis" / "tables" / "per_domain.csv").exists()
+    again = snakemake(tmp_path, "--cores", "2", "--resources", "gpu=1", "--configfile", str(path))
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_sigterm_to_a_pack_interrupts_every_member(tmp_path):
+    """A scheduler's time limit signals the pack's job: each member gets SIGTERM, marks its run interrupted (so the
+    next job resumes it), no marker is written, and the job fails naming each run and its log."""
+    results = tmp_path / "results"
+    overrides = {"eval_every": 1500, "eval_episodes": 1, "seed_steps": 200, "checkpoint_every": 500,
+                 "agent.batch_size": 32, "agent.hidden_dim": 32}
+    members = [dict(name="sac", algo="sac", task="cartpole-balance", seed=seed, steps=3000, overrides=overrides,
+                    threads=1, log=str(results / "logs" / "train" / "sac" / "cartpole-balance" / f"{seed}.log"),
+                    marker=str(results / "runs" / "sac" / "cartpole-balance" / str(seed) / "complete.json"))
+               for seed in (1, 2)]
+    code = ("import json, sys\nfrom pathlib import Path\n"
+            f"sys.path.insert(0, {str(ROOT / 'workflow' / 'scripts')!r})\nimport runjob, train_pack\n"
+            f"sys.exit(train_pack.train_pack('pack-test', json.loads(sys.argv[1]), {str(results)!r}, 'cpu', 2, "
+            f"Path({str(results / 'packs' / 'pack-test' / 'complete.json')!r}), sys.stdout, runjob, "
+            f"Path({str(ROOT)!r})))")
+    proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(members)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    run_dirs = [results / "runs" / "sac" / "cartpole-balance" / str(seed) for seed in (1, 2)]
+    try:
+        deadline = time.time() + 300
+        while not all(list((d / "checkpoints").glob("*.sha256")) for d in run_dirs) and time.time() < deadline:
+            time.sleep(0.5)
+        assert all(list((d / "checkpoints").glob("*.sha256")) for d in run_dirs), "no checkpoints before the deadline"
+        proc.send_signal(signal.SIGTERM)  # the pack's process alone: it passes the signal on
+        out, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 1, out + err
+    assert "pack-test: 2 of 2 run(s) did not finish" in err
+    for member, run_dir in zip(members, run_dirs):
+        info = json.loads((run_dir / "run.json").read_text())
+        assert info["status"] == "interrupted" and info["env_steps_done"] < 3000
+        assert f"{run_dir.relative_to(results / 'runs')} (exit 143, status 'interrupted'; log {member['log']})" in err
+        assert not (run_dir / "complete.json").exists()
+    assert not (results / "packs").exists()
 
 
 def test_killed_snakemake_resumes_and_finishes(tmp_path):

@@ -6,7 +6,7 @@ RUNNABLE = [run for run in RUNS if run.key not in BLOCKED] if config.get("skip_b
 rule analyze:
     """rliable statistics, the paper's tables and figures, from the config's runs."""
     input:
-        [run_marker(run) for run in RUNNABLE],
+        list(dict.fromkeys(run_marker(run) for run in RUNNABLE)),  # a pack stands for each of its runs
     output:
         table=report(f"{ANALYSIS_OUT}/tables/per_domain.csv", caption="../report/per_domain.rst",
                      category="Tables"),
@@ -68,7 +68,7 @@ if VALIDATE:
     rule compare_published:
         """Learning checks: our runs beside the released curves at the same env steps."""
         input:
-            [run_marker(run) for run in RUNNABLE],
+            list(dict.fromkeys(run_marker(run) for run in RUNNABLE)),
         output:
             report(VALIDATE.get("out", f"{ANALYSIS_OUT}/validate/comparison.csv"),
                    caption="../report/comparison.rst", category="Tables"),

@@ -9,6 +9,7 @@ try:
     if config.get("check_overrides", True):
         _plan.check_overrides(RUNS)
     OFFLINE_RUNS = _plan.expand_offline(config)  # the `offline` section: rule train_offline (rules/offline.smk)
+    RUNS_PER_GPU = _plan.check_runs_per_gpu(config)  # > 1: runs share GPU jobs (rule train_pack)
 except _plan.PlanError as err:
     raise WorkflowError(f"config error: {err}")
 
@@ -35,9 +36,24 @@ if BLOCKED:
     logger.warning(f"{len(BLOCKED)} of {len(RUNS)} runs cannot run on this machine (their jobs stop before "
                    "starting):\n" + "\n".join(lines))
 
+# Packing (runs_per_gpu > 1, gpu: true): runs of rule train of the same algorithm and preset, k to a GPU job (rule
+# train_pack); their markers are the pack's, so the DAG asks for packs and never for their runs' own train jobs.
+PACKS = _plan.packs(RUNS, RUNS_PER_GPU, MS2_PYTHON)
+PACK_BY_ID = {pack.id: pack for pack in PACKS}
+PACK_OF = {run.key: pack for pack in PACKS for run in pack.runs}
+if PACKS:
+    logger.info(f"{len(PACK_OF)} of {len(RUNS)} runs packed up to {RUNS_PER_GPU} per GPU job: {len(PACKS)} "
+                "train_pack job(s); the others keep their own job")
+
+
+def pack_marker(pack):
+    return f"{RESULTS}/packs/{pack.id}/{_plan.COMPLETE_MARKER}"
+
 
 def run_marker(run):
-    return f"{RESULTS}/runs/{run.key}/{_plan.COMPLETE_MARKER}"
+    """What stands for a finished run in the DAG: its own complete.json, or its pack's when it is packed."""
+    pack = PACK_OF.get(run.key)
+    return pack_marker(pack) if pack is not None else f"{RESULTS}/runs/{run.key}/{_plan.COMPLETE_MARKER}"
 
 
 def run_of(wildcards):

@@ -426,6 +426,7 @@ def expand(config: dict) -> list[Run]:
     for key, message in NOT_IMPLEMENTED.items():
         if config.get(key):
             raise PlanError(f"'{key}': {message}; this config cannot run yet")
+    check_runs_per_gpu(config)
     runs: dict[str, Run] = {}
 
     def add(run: Run, where: str) -> None:
@@ -554,6 +555,87 @@ def resources(run: Run, gpu: bool, threads: int | None = None) -> dict[str, Any]
     obs_bytes = 9 * 64 * 64 if spec.obs == "rgb" else 4 * 512
     mem_mb = 4000 + math.ceil(buffer * obs_bytes * 2 / 2**20) + {"340M": 16000, "54M": 4000}.get(str(size), 0)
     return {"threads": threads or (4 if gpu else 2), "mem_mb": mem_mb, "runtime": runtime, "gpu": 1 if gpu else 0}
+
+
+# ------------------------------------------------------------------------------------- packing runs onto one GPU
+
+def check_runs_per_gpu(config: dict) -> int:
+    """``runs_per_gpu`` (default 1): how many online runs share one GPU job (rule train_pack). PlanError names
+    a bad value, and a value above 1 without ``gpu: true`` (on a CPU each run is already its own job)."""
+    k = config.get("runs_per_gpu", 1)
+    if k is None:
+        return 1
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise PlanError(f"runs_per_gpu: the number of runs sharing one GPU job, an integer >= 1 (1: one run per "
+                        f"job), got {k!r}")
+    if k > 1 and not config.get("gpu", False):
+        raise PlanError(f"runs_per_gpu: {k} packs runs onto one GPU job, which needs gpu: true; on a CPU each run "
+                        "is already its own job: set gpu: true, or runs_per_gpu: 1")
+    return k
+
+
+@dataclass(frozen=True)
+class Pack:
+    """Runs of the grid that one GPU job trains side by side (rule train_pack); ``id`` is stable as long as its
+    members are the same."""
+
+    id: str
+    runs: tuple[Run, ...]
+
+    @property
+    def keys(self) -> list[str]:
+        return [run.key for run in self.runs]
+
+
+def pack_id(keys: list[str]) -> str:
+    import hashlib
+
+    return "pack-" + hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:10]
+
+
+def _preset(run: Run) -> str:
+    """The model preset a run's memory and speed follow: TD-MPC2/MBDPO ``agent.model_size``, DreamerV3
+    ``agent.size``; '' where the algorithm's default applies."""
+    return str(run.setting("agent.model_size", run.setting("agent.size", "")) or "")
+
+
+def packs(runs: list[Run], runs_per_gpu: int, maniskill2_python: str | None = None) -> list[Pack]:
+    """The packs of at most ``runs_per_gpu`` runs each, in a stable order. Packable: runs of rule train, i.e. not a
+    ManiSkill2 task (rule train_maniskill2, another interpreter) and not blocked on this machine. Runs of the same
+    algorithm and model preset are packed together (similar speed and memory), pixel runs apart from state runs
+    (twice the time, a larger replay buffer); within a group in (env steps, task, name, seed) order, so runs of one
+    length share a pack. A group's last run left alone is no pack: it keeps its own train job, as every run not
+    packed does."""
+    if runs_per_gpu <= 1:
+        return []
+    groups: dict[tuple[str, str, str], list[Run]] = {}
+    for run in runs:
+        if run.task in MANISKILL2_TASKS or blocked(run, maniskill2_python) is not None:
+            continue
+        groups.setdefault((run.algo, _preset(run), TASKS[run.task].obs), []).append(run)
+    out = []
+    for _, members in sorted(groups.items()):
+        members = sorted(members, key=lambda r: (r.steps or TASKS[r.task].budget, r.task, r.name, r.seed))
+        for start in range(0, len(members), runs_per_gpu):
+            chunk = tuple(members[start:start + runs_per_gpu])
+            if len(chunk) > 1:
+                out.append(Pack(pack_id([r.key for r in chunk]), chunk))
+    return out
+
+
+# Runs on one GPU slow each other down (GPU time, host threads, memory bandwidth) by an amount not measured here:
+# each extra member adds half of the slowest member's time to the request. An estimate, on the safe side; a job
+# that runs out of time anyway is resubmitted and its runs resume from their checkpoints.
+PACK_CONTENTION = 0.5
+
+
+def pack_resources(pack: Pack, threads: int | None = None) -> dict[str, Any]:
+    """Scheduler hints of a pack: one GPU, the members' threads and memory summed, and the slowest member's
+    runtime times (1 + PACK_CONTENTION x (members - 1))."""
+    each = [resources(run, True, threads) for run in pack.runs]
+    slowest = max(r["runtime"] for r in each)
+    return {"threads": sum(r["threads"] for r in each), "mem_mb": sum(r["mem_mb"] for r in each),
+            "runtime": math.ceil(slowest * (1 + PACK_CONTENTION * (len(each) - 1))), "gpu": 1}
 
 
 def build_report(snakefile: str | Path, workdir: str | Path, config: dict, report: str | Path) -> str | None:
