@@ -155,11 +155,16 @@ def run_dir_for(cfg: RunConfig) -> Path:
 _KEYS_ADDED_LATER = {"precision": "fp32", "compute": "reference"}
 
 
+def _with_keys_added_later(data: dict[str, Any]) -> dict[str, Any]:
+    """A run config as plain data, with the agent keys it predates set to what computed it."""
+    if isinstance(data.get("agent"), dict) and data.get("algo") in ("tdmpc2", "mbdpo"):
+        return {**data, "agent": {**_KEYS_ADDED_LATER, **data["agent"]}}
+    return data
+
+
 def _semantic(data: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in data.items() if k not in NON_SEMANTIC_KEYS and k != "format_version"}
-    if isinstance(out.get("agent"), dict) and out.get("algo") in ("tdmpc2", "mbdpo"):
-        out["agent"] = {**_KEYS_ADDED_LATER, **out["agent"]}
-    return out
+    return _with_keys_added_later({k: v for k, v in data.items()
+                                   if k not in NON_SEMANTIC_KEYS and k != "format_version"})
 
 
 def pin_machine_defaults(cfg: RunConfig) -> None:
@@ -912,8 +917,7 @@ def evaluate_checkpoint(run_dir: Path, checkpoint: Path | None = None, episodes:
     # A config written before the render_shadows key existed belongs to a run rendered without shadows
     # (the harness's old fixed setting; FIDELITY.md D5): re-evaluate it as it was trained.
     values.setdefault("render_shadows", False)
-    if isinstance(values.get("agent"), dict) and values.get("algo") in ("tdmpc2", "mbdpo"):
-        values["agent"] = {**_KEYS_ADDED_LATER, **values["agent"]}  # computed as before issue 17
+    values = _with_keys_added_later(values)  # and one from before issue 17 computed in fp32 on the reference path
     cfg = build_config(values.pop("algo", None), overrides=None)
     apply_values(cfg, values)
     cfg.device = device

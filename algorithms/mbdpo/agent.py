@@ -25,8 +25,8 @@ from algorithms.mbdpo.score_net import ScoreNetwork, score_matching_loss
 from algorithms.tdmpc2.agent import Agent as TDMPC2Agent
 from algorithms.tdmpc2.agent import Config as TDMPC2Config
 from algorithms.tdmpc2.planner import estimate_value, policy_trajectories
-from algorithms.world_model.diagnostics import behaviour_drift, search_prior_drift, td_errors
 from algorithms.world_model.compute import set_compute_path
+from algorithms.world_model.diagnostics import behaviour_drift, search_prior_drift, td_errors
 from algorithms.world_model.scale import RunningScale
 
 CHOICES = {

@@ -452,8 +452,7 @@ class Agent(AgentBase):
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "optim": self.optim.state_dict(),
                 "pi_optim": self.pi_optim.state_dict(), "scale": self.scale.state_dict(),
-                "num_updates": self.num_updates, "precision": self.precision,
-                "compute": self.compute_path}
+                "num_updates": self.num_updates}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
