@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import statistics
 import subprocess
@@ -88,8 +89,6 @@ def main() -> None:
             rates = [run_rate(run, args.seed_steps) for run in runs]
             if len(rates) != k:
                 raise SystemExit(f"k={k}: found {len(rates)} run folders, expected {k}")
-            import json
-
             device = json.loads((runs[0] / "run.json").read_text()).get("device", device)
         summed[k] = sum(rates)
         log(f"k={k}: {summed[k]:.1f} env steps/s summed ({', '.join(f'{r:.1f}' for r in rates)}), {elapsed:.0f} s")

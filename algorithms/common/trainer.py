@@ -731,7 +731,7 @@ def lock_run_dir(run_dir: Path) -> runfiles.RunLock:
     return lock
 
 
-def _run_info(run_dir: Path) -> dict[str, Any]:
+def read_run_info(run_dir: Path) -> dict[str, Any]:
     """run.json's contents, or {} when absent or unreadable (it is written atomically, so never half-written)."""
     try:
         return json.loads((run_dir / "run.json").read_text())
@@ -754,7 +754,7 @@ def prepare_run_dir(cfg: RunConfig, resume_non_finite: bool = False) -> tuple[Pa
         if diffs:
             raise RunError(f"{run_dir} holds a run with another config ({'; '.join(diffs)}); "
                            "use another --results-dir or name=..., or delete that folder")
-    info = _run_info(run_dir)
+    info = read_run_info(run_dir)
     if info.get("status") == "finished":
         return run_dir, True
     if info.get("stop_reason") == NON_FINITE_STOP and not resume_non_finite:
@@ -774,7 +774,7 @@ def check_finished_run(cfg: RunConfig, run_dir: Path) -> None:
     restored from it, and a missing config.yaml is rewritten from it (each said on stderr). Without that
     checkpoint (e.g. deleted to save space) a missing or unreadable log is a RunError naming the file.
     """
-    info = _run_info(run_dir)
+    info = read_run_info(run_dir)
     state, path, _ = CheckpointManager(run_dir / "checkpoints").load_latest()
     if cfg.is_offline:
         from algorithms.common.offline_trainer import OFFLINE_EVAL_COLUMNS, OFFLINE_TRAIN_COLUMNS

@@ -3,7 +3,6 @@ job): the trainer's overrides for the run, and its completion marker once run.js
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +39,9 @@ def run_dir(run, results_dir: str) -> Path:
 
 def run_info(folder: Path) -> dict[str, Any]:
     """The run's run.json, or {} when there is none (the trainer stopped before writing it)."""
-    try:
-        return json.loads((Path(folder) / "run.json").read_text())
-    except (OSError, ValueError):
-        return {}
+    from algorithms.common.trainer import read_run_info
+
+    return read_run_info(Path(folder))
 
 
 def write_marker(marker: Path, run, info: dict[str, Any]) -> None:
