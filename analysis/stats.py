@@ -89,6 +89,14 @@ def stratified_bootstrap(matrix: np.ndarray, reps: int, rng: np.random.Generator
     return matrix[idx, columns]
 
 
+def metric_replicates(boot: np.ndarray, metric: str) -> np.ndarray:
+    """(reps,) values of aggregate ``metric`` over a (reps, runs, tasks) stack of bootstrap replicates
+    (:func:`stratified_bootstrap`), vectorised; each replicate's value equals rliable's function on it."""
+    if metric not in _VECTOR_METRICS:
+        raise ValueError(f"unknown metric {metric!r}; valid: {sorted(METRICS)}")
+    return _VECTOR_METRICS[metric](boot)
+
+
 def bootstrap_task_indices(tasks: int, reps: int, rng: np.random.Generator) -> np.ndarray:
     """(reps, tasks) task indices drawn with replacement: the outer stage of a bootstrap over tasks and runs."""
     return rng.integers(0, tasks, size=(reps, tasks))

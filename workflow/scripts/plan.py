@@ -541,15 +541,35 @@ def blocked(run: Run, maniskill2_python: str | None = None) -> str | None:
     return None if ok else reason
 
 
+def _ms_per_step(algo: str, task: str, model_size: str | None, gpu: bool) -> float:
+    """The cost table's ms per agent step of ``algo`` at ``model_size`` (default 6M) on ``task``'s observations."""
+    spec = TASKS[task]
+    size = model_size or ("6M" if algo != "sac" else None)
+    base_algo = "tdmpc2" if algo in ("mbdpo", "dreamerv3") else algo
+    cost = MS_PER_ENV_STEP.get((base_algo, size if base_algo != "sac" else None),
+                               MS_PER_ENV_STEP[("tdmpc2", "6M")] if base_algo != "sac" else MS_PER_ENV_STEP[("sac", None)])
+    return cost["gpu" if gpu else "cpu"] * (PIXEL_FACTOR if spec.obs == "rgb" else 1.0)
+
+
+def estimated_hours(algo: str, task: str, steps: int, model_size: str | None = None, gpu: bool = False) -> float:
+    """Hours of one run of ``steps`` env steps by the cost table, without the scheduler's safety margin (the claims
+    ledger's cost of deciding a claim; an estimate from rough per-step costs)."""
+    spec = TASKS[task]
+    return steps * _ms_per_step(algo, task, model_size, gpu) / max(spec.action_repeat, 1) / 3.6e6
+
+
+def estimated_offline_hours(algo: str, updates: int, model_size: str, gpu: bool = False) -> float:
+    """Hours of one offline run of ``updates`` gradient updates by :data:`MS_PER_UPDATE` (6M for an unknown size)."""
+    cost = MS_PER_UPDATE.get(str(model_size), MS_PER_UPDATE["6M"])
+    return updates * cost["gpu" if gpu else "cpu"] / 3.6e6
+
+
 def resources(run: Run, gpu: bool, threads: int | None = None) -> dict[str, Any]:
     """Scheduler hints scaled from the preset and the budget: threads, mem_mb, runtime (minutes), gpu."""
     spec = TASKS[run.task]
     steps = run.steps or spec.budget
     size = run.setting("agent.model_size", "6M" if run.algo != "sac" else None)
-    base_algo = "tdmpc2" if run.algo in ("mbdpo", "dreamerv3") else run.algo
-    cost = MS_PER_ENV_STEP.get((base_algo, size if base_algo != "sac" else None),
-                               MS_PER_ENV_STEP[("tdmpc2", "6M")] if base_algo != "sac" else MS_PER_ENV_STEP[("sac", None)])
-    ms = cost["gpu" if gpu else "cpu"] * (PIXEL_FACTOR if spec.obs == "rgb" else 1.0)
+    ms = _ms_per_step(run.algo, run.task, size, gpu)
     runtime = max(10, math.ceil(1.5 * steps * ms / 60000 / max(spec.action_repeat, 1)))
     buffer = min(int(run.setting("buffer_size", 1_000_000)), steps // max(spec.action_repeat, 1) + 1)
     obs_bytes = 9 * 64 * 64 if spec.obs == "rgb" else 4 * 512
