@@ -7,6 +7,7 @@
     mbdpo-bench validate NAME [--results-dir DIR]     (learning checks of config/checks/; --list)
     mbdpo-bench analyze [--runs DIR] [--published DIR] [--at-step N] --out OUT   (tables and figures)
                         [--step-unit mbdpo=env] [--both-units] [--efficiency mbdpo:tdmpc2]
+    mbdpo-bench claims [--runs DIR] [--published DIR] [--out DIR]   (the claims ledger: verdict per claim)
     mbdpo-bench doctor [--json]                      (installed versions, known-bad combinations)
     mbdpo-bench collect RUN_DIR [RUN_DIR ...] --out PATH [--from buffer|policy] [--episodes N] [--noise STD]
     mbdpo-bench dataset info PATH [--verify] [--json] (tasks, episodes, transitions, returns per task)
@@ -114,14 +115,15 @@ def _analyze(args: argparse.Namespace) -> int:
     if args.both_units:
         if args.published is None or args.runs is not None:
             raise AnalysisInputError("--both-units reads released curves only: give --published DIR and no --runs")
-        results = analyze_both_units(args.out, args.published, step_units, **options)
+        results = analyze_both_units(args.out, args.published, step_units, cost=cost_model(), **options)
         for unit, res in results.items():
             _report_problems(res, Path(args.out) / f"units-{unit}")
         print(f"both step-unit readings: {Path(args.out) / 'summary.md'} compares them")
         failed = [_serious_problems(res, Path(args.out) / f"units-{unit}", args.strict)
                   for unit, res in results.items()]
         return 1 if any(failed) else 0
-    result = analyze(args.out, runs=runs, published=args.published, step_units=step_units, **options)
+    result = analyze(args.out, runs=runs, published=args.published, step_units=step_units, cost=cost_model(),
+                     **options)
     if args.embedding:
         from analysis.embedding import load_task_embedding, tsne_embedding
         from analysis.figures import save, task_embedding_figure
@@ -142,6 +144,44 @@ def _analyze(args: argparse.Namespace) -> int:
             print(line)
     _report_problems(result, Path(args.out))
     return 1 if _serious_problems(result, Path(args.out), args.strict) else 0
+
+
+def cost_model():
+    """The workflow's cost model (workflow/scripts/plan.py) for the claims ledger's estimates, or None when this
+    installation has no workflow folder (then the ledger gives seeds, not hours)."""
+    import importlib.util
+
+    if "plan" in sys.modules and hasattr(sys.modules["plan"], "estimated_hours"):
+        return sys.modules["plan"]
+    path = Path(__file__).resolve().parents[1] / "workflow" / "scripts" / "plan.py"
+    if not path.exists():
+        return None
+    spec = importlib.util.spec_from_file_location("plan", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["plan"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _claims(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from analysis import ledger as L
+    from analysis.report import scale_note
+    from analysis.units import parse_step_units
+
+    runs = args.runs
+    if runs is None and args.published is None:
+        runs = "results/runs"
+    step_units = parse_step_units(args.step_units)
+    sources = L.load_sources(runs, args.published, step_units, args.scale, reps=args.reps, seed=args.seed)
+    ledger = L.build_ledger(sources, cost_model())
+    written = L.write_ledger(ledger, args.out, scale_note(args.scale, args.note))
+    for s in ledger.summary.itertuples():
+        print(f"{s.claim:>4} {s.title:<34} {s.verdict}")
+    print(f"claims ledger: {written[0]} (claims.csv, figures/claims.png beside it)")
+    return 0
 
 
 def _latent_outputs(args: argparse.Namespace) -> tuple[list[Path], list[str]]:
@@ -388,6 +428,22 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--latents", help="a latent export (mbdpo-bench export-latents --out FILE.npz): plot its "
                                            "latent trajectories (PCA) and, without --embedding, its task embeddings")
     analyze.set_defaults(func=_analyze)
+
+    claims = sub.add_parser("claims", help="the claims ledger: each claim of the paper with a verdict, its "
+                            "evidence and what would decide it (claims.md, claims.csv, figures/claims.png)")
+    claims.add_argument("--runs", help="root of run folders (default results/runs when --published is not given)")
+    claims.add_argument("--published", help="released curves (per-algorithm folders of per-task CSVs): read under "
+                        "both step-unit readings of the mbdpo folders")
+    claims.add_argument("--out", default="results/claims", help="output folder (default results/claims)")
+    claims.add_argument("--reps", type=int, default=2000, help="bootstrap replicates (default 2000)")
+    claims.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    claims.add_argument("--step-unit", dest="step_units", action="append", default=[], metavar="FOLDER=UNIT",
+                        help="fix a released folder's step unit (env|agent); the uncertain mbdpo folders are "
+                        "otherwise read both ways")
+    claims.add_argument("--scale", choices=["smoke", "paper"], help="scale of own runs (default: inferred from "
+                        "their budgets)")
+    claims.add_argument("--note", help="a line of text at the top of claims.md and of the figure")
+    claims.set_defaults(func=_claims)
 
     latents = sub.add_parser("export-latents", help="latent states z (encoder outputs) of rollouts or dataset "
                                                     "episodes and the task-embedding table of a multi-task "

@@ -575,10 +575,9 @@ def _ablation(source: Source, parameter: str) -> tuple[pd.DataFrame, pd.DataFram
     """(MBDPO runs of a one-parameter sweep with their final score and parameter value, final values of all runs)."""
     from analysis.report import ablation_values
 
-    evals = next(iter(source.readings.values()))
-    values = _final_values(evals, source)
-    if source.runs.empty or parameter not in source.runs.columns:
-        return pd.DataFrame(), values
+    if not source.readings or source.runs.empty or parameter not in source.runs.columns:
+        return pd.DataFrame(), pd.DataFrame()
+    values = _final_values(next(iter(source.readings.values())), source)
     frame = ablation_values(values, source.runs, parameter)
     return (frame if frame[parameter].nunique() > 1 else pd.DataFrame()), values
 

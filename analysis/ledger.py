@@ -1,5 +1,6 @@
 """The claims ledger: every claim of :mod:`analysis.claims` run on every source, with verdicts, evidence and what
-deciding would cost; written as ``claims.md``, ``claims.csv`` and ``figures/claims.png``.
+deciding would cost; written as ``claims.md``, ``claims.csv``, ``tables/claims_summary.csv`` and
+``figures/claims.png``.
 
 Sources (:func:`load_sources`): the released curves, read under **both** step-unit readings of the mbdpo folders
 (FIDELITY.md D1: ``agent`` — the declared reading, steps × action repeat — and ``env``), and/or our own run files
@@ -370,62 +371,81 @@ def claims_markdown(ledger: Ledger, banner: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def claims_figure(ledger: Ledger, max_rows: int = 40) -> Figure:
-    """Each claim's statistics as standardised effects (± CI half-widths from the threshold, positive favours the
-    claim), coloured by the part's verdict; one marker per step-unit reading. C1/C2 show their All-tasks parts."""
-    rows = ledger.rows[ledger.rows["value"].notna()].copy()
-    wide = rows["claim"].isin(["C1", "C2"]) & ~rows["part"].str.startswith(f"{C.ALL}:")
-    if (~wide).sum() >= 1:
-        rows = rows[~wide]
-    rows = rows.head(max_rows * 2)
-    labels = list(dict.fromkeys(f"{r.claim} {r.part} · {r.statistic}" + (" (own)" if r.source == C.OWN else "")
-                                for r in rows.itertuples()))[:max_rows]
-    fig = Figure(figsize=(9.0, 1.2 + 0.28 * max(len(labels), 1)))
+FIGURE_BASELINE = C.TDMPC2
+"""Per-domain claims (C1, C2) show their parts against this baseline in the figure (all baselines: claims.md)."""
+
+
+def _figure_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    rows = rows[rows["value"].notna()]
+    per_domain = rows["part"].str.contains(" vs ", regex=False) & rows["claim"].isin(["C1", "C2"])
+    keep = ~per_domain | rows["part"].str.endswith(f" vs {FIGURE_BASELINE}")
+    return rows[keep]
+
+
+def claims_figure(ledger: Ledger, max_rows: int = 48) -> Figure:
+    """Each statistic as a standardised effect (distance from the threshold in CI half-widths, positive favours the
+    claim) with its CI, coloured by its verdict under its reading; one marker per step-unit reading, the part's
+    joined verdict in brackets; a claim without data is a cross at 0 marked *not tested*. C1/C2 show their
+    per-domain parts against :data:`FIGURE_BASELINE`."""
+    rows = _figure_rows(ledger.rows)
+
+    def label(r) -> str:
+        own = " (own runs)" if r.source == C.OWN else ""
+        return f"{r.claim} {r.part} · {r.statistic}{own} [{r.part_verdict}]"
+
+    labels = list(dict.fromkeys(label(r) for r in rows.itertuples()))[:max_rows]
+    untested = [f"{s.claim} {s.title} [{V.NOT_TESTED}]" for s in ledger.summary.itertuples()
+                if s.claim not in set(rows["claim"])]
+    labels += untested
+    fig = Figure(figsize=(10.0, 1.6 + 0.26 * max(len(labels), 1)))
     ax = fig.add_subplot(1, 1, 1)
-    if not labels:
-        ax.text(0.5, 0.5, "no claim has data yet: every claim is 'not tested' (claims.md names the commands)",
-                ha="center", va="center", transform=ax.transAxes)
-        ax.set_axis_off()
-        return fig
-    y = {label: i for i, label in enumerate(labels)}
-    offsets = {U.AGENT: -0.15, U.ENV: 0.15}
+    y = {text: i for i, text in enumerate(labels)}
+    for text in untested:  # every claim appears: those without data as a cross on the threshold
+        ax.plot([0.0], [y[text]], marker="x", color=VERDICT_COLORS[V.NOT_TESTED], ms=6, ls="none")
+    offsets = {U.AGENT: -0.17, U.ENV: 0.17}
+    clip = 12.0
     for r in rows.itertuples():
-        label = f"{r.claim} {r.part} · {r.statistic}" + (" (own)" if r.source == C.OWN else "")
-        if label not in y:
+        text = label(r)
+        if text not in y:
             continue
         eff, lo, hi = V.standardised_effect(r.value, r.low, r.high, r.threshold, r.direction)
-        if not math.isfinite(eff):
-            continue
-        pos = y[label] + offsets.get(r.reading, 0.0)
-        color = VERDICT_COLORS[r.part_verdict]
+        pos = y[text] + offsets.get(r.reading, 0.0)
+        color = VERDICT_COLORS[r.verdict]
         if math.isfinite(lo):
-            ax.plot([max(lo, -12), min(hi, 12)], [pos, pos], color=color, lw=2)
-        ax.plot([float(np.clip(eff, -12, 12))], [pos], marker=READING_MARKERS.get(r.reading, "D"), color=color,
-                ms=5, ls="none")
+            ax.plot([max(lo, -clip), min(hi, clip)], [pos, pos], color=color, lw=2)
+        if math.isfinite(eff):
+            ax.plot([float(np.clip(eff, -clip, clip))], [pos], marker=READING_MARKERS.get(r.reading, "D"),
+                    color=color, ms=5, ls="none")
     ax.axvline(0.0, color="black", lw=0.8)
     ax.set_yticks(range(len(labels)))
-    ax.set_yticklabels([textwrap.shorten(t, 70) for t in labels], fontsize=7)
+    ax.set_yticklabels([textwrap.shorten(t, 90) for t in labels], fontsize=7)
     ax.invert_yaxis()
-    ax.set_xlim(-12.5, 12.5)
-    ax.set_xlabel("standardised effect: (statistic − threshold) / CI half-width, oriented so > 0 favours the claim "
-                  "(clipped at ±12)", fontsize=8)
-    handles = [ax.plot([], [], color=c, lw=3, label=v)[0] for v, c in VERDICT_COLORS.items() if v != V.NOT_TESTED]
-    handles += [ax.plot([], [], color="black", marker=m, ls="none", label=f"mbdpo read as {u} steps")[0]
+    ax.set_xlim(-clip - 0.5, clip + 0.5)
+    ax.set_xlabel(f"(statistic − threshold) / CI half-width; > 0 favours the claim (clipped at ±{clip:g})", fontsize=8)
+    ax.set_ylabel("claim · part · statistic [verdict across readings]", fontsize=8)
+    handles = [ax.plot([], [], color=c, lw=3, label=v)[0] for v, c in VERDICT_COLORS.items()
+               if v not in (V.NOT_TESTED, V.DEPENDS_ON_UNIT)]
+    handles.append(ax.plot([], [], color=VERDICT_COLORS[V.NOT_TESTED], marker="x", ls="none", label=V.NOT_TESTED)[0])
+    handles += [ax.plot([], [], color="black", marker=m, ls="none", label=f"released mbdpo read as {u} steps")[0]
                 for u, m in READING_MARKERS.items()]
+    handles.append(ax.plot([], [], color="black", marker="D", ls="none", label="own runs (env steps)")[0])
     fig.legend(handles=handles, loc="upper center", ncol=3, fontsize=7, frameon=False)
-    fig.subplots_adjust(left=0.42, right=0.98, top=1 - 0.9 / fig.get_figheight(), bottom=0.55 / fig.get_figheight())
+    height = fig.get_figheight()
+    fig.subplots_adjust(left=0.5, right=0.98, top=1 - 0.75 / height, bottom=0.5 / height)
     return fig
 
 
 def write_ledger(ledger: Ledger, out: str | Path, banner: str | None = None, save=None) -> list[Path]:
-    """``out/claims.md``, ``out/claims.csv`` and ``out/figures/claims.png``; returns the paths. ``save`` draws the
+    """``out/claims.md``, ``out/claims.csv``, ``out/tables/claims_summary.csv`` (one line per claim,
+    :data:`SUMMARY_COLUMNS`) and ``out/figures/claims.png``; returns the paths. ``save`` draws the
     figure (the analysis's, which marks smoke scale); files are written atomically."""
     from analysis import figures as F
     from analysis.tables import atomic_write_text
 
     out = Path(out)
     written = [atomic_write_text(out / "claims.md", claims_markdown(ledger, banner)),
-               atomic_write_text(out / "claims.csv", ledger.rows.to_csv(index=False))]
+               atomic_write_text(out / "claims.csv", ledger.rows.to_csv(index=False)),
+               atomic_write_text(out / "tables" / "claims_summary.csv", ledger.summary.to_csv(index=False))]
     fig = claims_figure(ledger)
     written.append(save(fig, out / "figures" / "claims.png") if save else F.save(F.mark(fig, banner),
                                                                                 out / "figures" / "claims.png"))

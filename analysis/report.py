@@ -17,6 +17,8 @@ Layout of ``OUT``::
     tables/offline_curves.csv, figures/offline_curves.png   offline score vs gradient updates per algorithm × size
     tables/scaling.{csv,md,tex}, figures/scaling.png        fig. 6 from offline runs (figure: ≥ 2 model sizes);
                                           an online model-size sweep then writes scaling_single_task.*
+    claims.md, claims.csv, figures/claims.png   the claims ledger (analysis/ledger.py): each claim of the paper,
+                                          its verdict, evidence and what would decide it; summary.md opens with it
     summary.md                            what was read, what was written, what is missing, the step units
 
 Every step axis of the online analysis is in env steps (offline runs: gradient updates, in their own tables and
@@ -35,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import efficiency as E
+from analysis import ledger as L
 from analysis import figures as F
 from analysis import o2o as O2O
 from analysis import offline as O
@@ -148,7 +151,7 @@ def analyze(out: str | Path, runs: str | Path | None = None, published: str | Pa
             expected: list[tuple[str, str, int]] | None = None,
             step_units: Mapping[str, str] | Iterable[str] | None = None,
             efficiency: Iterable[str] | Iterable[tuple[str, str]] | None = None, scale: str | None = None,
-            note: str | None = None) -> AnalysisResult:
+            note: str | None = None, claims: bool = True, cost: L.CostModel | None = None) -> AnalysisResult:
     """Regenerate the tables and figures under ``out`` (see the module docstring for the layout).
 
     ``scale="smoke"`` (config ``analysis.scale``; the embedded default) and/or a free ``note`` put a line at the top
@@ -157,6 +160,10 @@ def analyze(out: str | Path, runs: str | Path | None = None, published: str | Pa
     ``step_units`` overrides released folders' step units ({folder: unit} or ``["mbdpo=env"]``; FIDELITY.md D1);
     ``efficiency`` lists the A:B pairs of the sample-efficiency ratio (``"mbdpo:tdmpc2"`` or tuples; default
     mbdpo:tdmpc2 when both are present; an empty list computes none).
+
+    ``claims`` (default) also writes the claims ledger (:mod:`analysis.ledger`: claims.md, claims.csv,
+    figures/claims.png) from the same inputs, every step-unit reading of the released curves included, and puts it
+    at the top of summary.md; ``cost`` is the workflow's cost model for its estimates (none: no hours).
     """
     out = Path(out)
     banner = scale_note(scale, note)
@@ -280,13 +287,20 @@ def analyze(out: str | Path, runs: str | Path | None = None, published: str | Pa
         written += offline_written
     elif online_scaling is not None:
         written += online_scaling()
+    ledger_lines: list[str] = []
+    if claims:
+        sources = L.load_sources(runs, published, step_units, scale, expected, reps, seed)
+        ledger = L.build_ledger(sources, cost)
+        written += L.write_ledger(ledger, out, banner, save)
+        ledger_lines = L.summary_lines(ledger)
     frames = [f for f in (data.problems, *online_problems) if not f.empty]  # concat warns on empties
     problems = pd.concat(frames, ignore_index=True) if frames else data.problems
     written += T.write_table(problems, tables / "problems", formats=("csv",))
     written += T.write_table(dropped_all, tables / "alignment_dropped", formats=("csv",))
     written.append(T.atomic_write_text(out / "summary.md", _summary(evals, problems, dropped_all, per_domain,
                                                                     written, out, data.step_units, eff_table,
-                                                                    banner, offline_lines + o2o_lines)))
+                                                                    banner, offline_lines + o2o_lines,
+                                                                    ledger_lines)))
     return AnalysisResult(out, per_domain, problems, dropped_all, written, eff_table, data.step_units)
 
 
@@ -453,7 +467,8 @@ def analyze_both_units(out: str | Path, published: str | Path, step_units: Mappi
     results = {}
     for unit in BOTH_UNITS:
         results[unit] = analyze(out / f"units-{unit}", published=published,
-                                step_units={**fixed, **{f: unit for f in uncertain}}, **kwargs)
+                                step_units={**fixed, **{f: unit for f in uncertain}},
+                                **{**kwargs, "claims": False})
     side = [r.efficiency.assign(reading=f"{', '.join(uncertain)} = {unit} steps") for unit, r in results.items()]
     table = pd.concat(side, ignore_index=True)
     table = table[["reading", *[c for c in table.columns if c != "reading"]]]
@@ -461,8 +476,14 @@ def analyze_both_units(out: str | Path, published: str | Path, step_units: Mappi
                             EFFICIENCY_CAPTION + f" Under each reading of {', '.join(uncertain)} (FIDELITY.md D1).",
                             floatfmt=".3g")
     banner = scale_note(kwargs.get("scale"), kwargs.get("note"))
+    ledger_lines: list[str] = []
+    if kwargs.get("claims", True):
+        ledger = L.build_ledger(L.load_sources(published=published, step_units=fixed, reps=kwargs.get("reps", 2000),
+                                               seed=kwargs.get("seed", 0)), kwargs.get("cost"))
+        written += L.write_ledger(ledger, out, banner)
+        ledger_lines = L.summary_lines(ledger)
     lines = ["# Analysis under both step-unit readings", "",
-             *([f"> **{banner[0].upper() + banner[1:]}.**", ""] if banner else []),
+             *([f"> **{banner[0].upper() + banner[1:]}.**", ""] if banner else []), *ledger_lines,
              f"The step unit of {', '.join(uncertain)} is uncertain (FIDELITY.md D1), so everything was computed "
              "twice; each folder has its own summary.md.", ""]
     for unit, r in results.items():
@@ -577,8 +598,9 @@ def _not_final(problems: pd.DataFrame) -> list[str]:
 def _summary(evals: pd.DataFrame, problems: pd.DataFrame, dropped: pd.DataFrame, per_domain: pd.DataFrame,
              written: list[Path], out: Path, step_units: pd.DataFrame | None = None,
              efficiency: pd.DataFrame | None = None, banner: str | None = None,
-             offline_lines: list[str] | None = None) -> str:
+             offline_lines: list[str] | None = None, ledger_lines: list[str] | None = None) -> str:
     lines = ["# Analysis summary", "", *([f"> **{banner[0].upper() + banner[1:]}.**", ""] if banner else []),
+             *(ledger_lines or []),
              (f"Read {evals.groupby(['algorithm', 'task', 'seed']).ngroups} runs of "
              f"{evals['algorithm'].nunique()} algorithm(s) on {evals['task'].nunique()} task(s)."), "",
              *_not_final(problems),

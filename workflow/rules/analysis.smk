@@ -4,10 +4,14 @@ RUNNABLE = [run for run in RUNS if run.key not in BLOCKED] if config.get("skip_b
 
 
 rule analyze:
-    """rliable statistics, the paper's tables and figures, from the config's runs."""
+    """The claims ledger (a verdict per claim of the paper), rliable statistics, the paper's tables and figures,
+    from the config's runs."""
     input:
         list(dict.fromkeys(run_marker(run) for run in RUNNABLE)),  # a pack stands for each of its runs
     output:
+        claims=report(f"{ANALYSIS_OUT}/figures/claims.png", caption="../report/claims.rst", category="Claims"),
+        claims_table=report(f"{ANALYSIS_OUT}/claims.csv", caption="../report/claims_table.rst", category="Claims"),
+        claims_md=f"{ANALYSIS_OUT}/claims.md",
         table=report(f"{ANALYSIS_OUT}/tables/per_domain.csv", caption="../report/per_domain.rst",
                      category="Tables"),
         curves=report(f"{ANALYSIS_OUT}/figures/aggregate_curves.png", caption="../report/aggregate_curves.rst",

@@ -70,10 +70,13 @@ if OFFLINE_RUNS and not RUNS:
     # runs (offline curves; the scaling figure, fig. 6, once a dataset has runs of two or more model sizes).
 
     rule analyze_offline:
-        """Offline runs: normalised score per task and model size, curves over updates, fig. 6."""
+        """Offline runs: the claims ledger (C4, C8), normalised score per task and model size, curves over updates,
+        fig. 6."""
         input:
             OFFLINE_MARKERS,
         output:
+            claims=report(f"{ANALYSIS_OUT}/figures/claims.png", caption="../report/claims.rst", category="Claims"),
+            claims_md=f"{ANALYSIS_OUT}/claims.md",
             scores=report(f"{ANALYSIS_OUT}/tables/offline_scores.csv", category="Tables"),
             curves=report(f"{ANALYSIS_OUT}/figures/offline_curves.png", category="Figures"),
             summary=f"{ANALYSIS_OUT}/summary.md",

@@ -687,14 +687,24 @@ def build_report(snakefile: str | Path, workdir: str | Path, config: dict, repor
 
 
 def finished_message(analysis_out: str | Path, results_dir: str | Path, report: str | Path | None = None) -> str:
-    """What the workflow prints when it ends well (``onsuccess``): where summary.md is, and the HTML report (its path
-    when built, else the command that builds it). Paths are absolute, as the working directory of the job is."""
+    """What the workflow prints when it ends well (``onsuccess``): the claims ledger with each claim's verdict, where
+    summary.md is, and the HTML report (its path when built, else the command that builds it). Paths are absolute, as the working directory of the job is."""
     summary = Path(analysis_out) / "summary.md"
+    ledger = Path(analysis_out) / "claims.md"
+    verdicts = Path(analysis_out) / "tables" / "claims_summary.csv"
+    lines = []
+    if ledger.exists():
+        lines.append(f"Claims ledger (a verdict for each claim of the paper): {ledger.resolve()}")
+        if verdicts.exists():
+            import csv
+
+            with open(verdicts, newline="") as f:
+                lines += [f"  {r['claim']:>4} {r['title']:<34} {r['verdict']}" for r in csv.DictReader(f)]
     if summary.exists():
-        lines = [f"Analysis summary: {summary.resolve()}"]
+        lines.append(f"Analysis summary: {summary.resolve()}")
     else:
-        lines = [f"Finished; there is no analysis summary at {summary} yet (the targets asked for did not include "
-                 "the analysis)."]
+        lines.append(f"Finished; there is no analysis summary at {summary} yet (the targets asked for did not "
+                     "include the analysis).")
     report = Path(report if report is not None else Path(results_dir) / "report.html")
     if report.exists():
         lines.append(f"HTML report: {report.resolve()}")
