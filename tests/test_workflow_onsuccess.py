@@ -1,4 +1,4 @@
-"""The main job ends by naming summary.md (issue 18): the workflow's ``onsuccess`` handler, without running a job."""
+"""The main job ends by naming the claims ledger (issue 23) and summary.md (issue 18): the workflow's ``onsuccess`` handler, without running a job."""
 
 from __future__ import annotations
 
@@ -38,6 +38,13 @@ def test_a_finished_workflow_prints_where_summary_md_is(tmp_path):
     summary = results / "analysis" / "summary.md"
     assert summary.read_text().startswith("# Analysis summary")
     assert f"Analysis summary: {summary.resolve()}" in proc.stdout, text[-3000:]
+    # the claims ledger comes first, with a verdict for every claim (issue 23)
+    ledger = results / "analysis" / "claims.md"
+    assert proc.stdout.index(f"Claims ledger (a verdict for each claim of the paper): {ledger.resolve()}") < \
+        proc.stdout.index("Analysis summary:")
+    assert "C1 online lead" in proc.stdout and "C10 diffusion steps T and samples N" in proc.stdout
+    assert "not tested" in proc.stdout  # SAC alone: no MBDPO to compare
+    assert summary.read_text().index("## Claims of the paper") < summary.read_text().index("## Step units")
     # the main job builds the HTML report itself and names it
     report = results / "report.html"
     assert report.exists() and report.stat().st_size > 10_000, text[-3000:]
