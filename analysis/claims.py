@@ -45,6 +45,9 @@ LINEAR_ELASTICITY = 0.5
 RELEASED, OWN = "released curves", "own runs"
 FULL, SMOKE = "full", "smoke"
 SEEDS_UNIT, TASKS_UNIT = "seeds per task", "tasks"
+LEVELS_UNIT = "levels"
+"""``unit`` of a rank correlation over fewer than three levels (model sizes, T, N): it can only be ±1, so more seeds
+or tasks cannot decide it; more levels can."""
 
 
 @dataclass
@@ -365,6 +368,8 @@ def scaling(source: Source) -> list[dict]:
                                      **common))
                 continue
             kept[alg] = (sizes, params, mats, tasks)
+            if len(sizes) < 3:
+                common.update(n=len(sizes), unit=LEVELS_UNIT)
             rng = np.random.default_rng(source.seed)
             reps = _size_replicates(mats, S.bootstrap_task_indices(len(tasks), source.reps, rng), source.reps, rng)
             point = rank_correlation(params, np.array([[m.mean() for m in mats]]))[0]
@@ -395,12 +400,13 @@ def _scaling_gap(source: Source, dataset: str, cand, base, data: pd.DataFrame) -
                   seeds=str(min(m.shape[0] for m in mats[CANDIDATE])), steps="model sizes " + ", ".join(sizes),
                   algorithms=";".join(f"{a}@offline@{int(data['step'].max())}@{s}" for a in (CANDIDATE, TDMPC2)
                                       for s in sizes))
+    trend = {**common, **({"n": len(sizes), "unit": LEVELS_UNIT} if len(sizes) < 3 else {})}
     return [evidence("C4", f"{dataset}: {CANDIDATE} − {TDMPC2} at {sizes[0]}", statistic="score gap (points)",
                      ci=(point[0], *_percentiles(gap[:, 0])), threshold=0.0, direction=V.ABOVE, **common),
             evidence("C4", f"{dataset}: {CANDIDATE} − {TDMPC2} across sizes",
                      statistic="rank correlation of the gap with parameters",
                      ci=(rank_correlation(params, point[None])[0], *_percentiles(rank_correlation(params, gap))),
-                     threshold=0.0, direction=V.BELOW, **common)]
+                     threshold=0.0, direction=V.BELOW, **trend)]
 
 
 CROSS_TD = "cross_td_error"
@@ -645,9 +651,10 @@ def steps_and_samples(source: Source) -> list[dict]:
         rng = np.random.default_rng(source.seed)
         reps = _level_replicates(groups, source.reps, rng)
         point = rank_correlation(levels, np.array([[g.mean() for g in groups]]))[0]
-        common = dict(source=source, reading="env", n=min(len(g) for g in groups), unit="runs per level",
-                      n_tasks=frame["task"].nunique(), seeds=str(min(len(g) for g in groups)),
-                      steps=f"{symbol} = " + ", ".join(f"{v:g}" for v in levels))
+        few = len(levels) < 3
+        common = dict(source=source, reading="env", n=len(levels) if few else min(len(g) for g in groups),
+                      unit=LEVELS_UNIT if few else "runs per level", n_tasks=frame["task"].nunique(),
+                      seeds=str(min(len(g) for g in groups)), steps=f"{symbol} = " + ", ".join(f"{v:g}" for v in levels))
         rows.append(evidence("C10", f"score vs {symbol}", statistic="rank correlation of score with " + symbol,
                              ci=(point, *_percentiles(rank_correlation(levels, reps))), threshold=0.0,
                              direction=V.ABOVE, **common))

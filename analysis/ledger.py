@@ -168,7 +168,7 @@ def _decide(rows: pd.DataFrame, cost: CostModel | None) -> pd.DataFrame:
     """``n_needed`` and the hours it would add, for undecided rows of a part that is undecided."""
     needed, gpu_h, cpu_h = [], [], []
     for r in rows.itertuples():
-        if r.part_verdict != V.UNDECIDED or r.verdict != V.UNDECIDED:
+        if r.part_verdict != V.UNDECIDED or r.verdict != V.UNDECIDED or r.unit == C.LEVELS_UNIT:
             needed.append(np.nan), gpu_h.append(np.nan), cpu_h.append(np.nan)
             continue
         n = V.runs_to_decide(int(r.n), r.value, r.low, r.high, r.threshold)
@@ -258,8 +258,12 @@ def decide_text(claim: C.Claim, rows: pd.DataFrame, verdict: str) -> str:
                 "released trainer's step counter, or a re-run of MBDPO (config/paper.yaml)")
     if verdict != V.UNDECIDED:
         return "–"
-    pending = rows[(rows["part_verdict"] == V.UNDECIDED) & rows["n_needed"].notna()]
+    undecided = rows[rows["part_verdict"] == V.UNDECIDED]
+    pending = undecided[undecided["n_needed"].notna()]
     if pending.empty:
+        if (undecided["unit"] == C.LEVELS_UNIT).any():
+            return ("more levels: a rank correlation over two model sizes (or T/N values) is ±1 whatever the seeds; "
+                    f"{claim.produce}")
         return "undecided parts have no CI to extrapolate from (one run per cell): add seeds"
     finite = pending[np.isfinite(pending["n_needed"])]
     if finite.empty:
@@ -268,8 +272,8 @@ def decide_text(claim: C.Claim, rows: pd.DataFrame, verdict: str) -> str:
     hours = ""
     if finite["gpu_hours"].notna().any():
         per_part = finite.sort_values("n_needed").drop_duplicates(["source", "part", "statistic"], keep="last")
-        hours = (f"; ≈{per_part['gpu_hours'].sum():,.0f} GPU-h or {per_part['cpu_hours'].sum():,.0f} CPU-h "
-                 "for all undecided parts")
+        hours = (f"; {_hours_text(per_part['gpu_hours'].sum())} GPU-h or "
+                 f"{_hours_text(per_part['cpu_hours'].sum())} CPU-h for all undecided parts")
     return (f"estimate: ≈{int(worst['n_needed'])} {worst['unit']} (now {int(worst['n'])}) for '{worst['part']}' "
             f"({worst['source']}){hours}")
 
@@ -295,6 +299,10 @@ def domain_verdicts(rows: pd.DataFrame) -> pd.DataFrame:
     order = {d: i for i, d in enumerate(sorted(frame["domain"].unique(), key=lambda d: (d == C.ALL, d)))}
     return frame.sort_values(["source", "domain"], key=lambda c: c.map(order) if c.name == "domain" else c) \
         .reset_index(drop=True)
+
+
+def _hours_text(hours: float) -> str:
+    return "<1" if hours < 1 else f"≈{hours:,.0f}"
 
 
 def _summary_line(claim: C.Claim, rows: pd.DataFrame) -> dict:
@@ -360,7 +368,9 @@ def claims_markdown(ledger: Ledger, banner: str | None = None) -> str:
         for (source, part, statistic), g in rows.groupby(["source", "part", "statistic"], sort=False):
             first = g.iloc[0]
             decide = ""
-            if first["part_verdict"] == V.UNDECIDED and g["n_needed"].notna().any():
+            if first["part_verdict"] == V.UNDECIDED and first["unit"] == C.LEVELS_UNIT:
+                decide = "more levels (±1 over two)"
+            elif first["part_verdict"] == V.UNDECIDED and g["n_needed"].notna().any():
                 n = g["n_needed"].max()
                 decide = "∞ (effect at threshold)" if not math.isfinite(n) else f"≈{int(n)} {first['unit']}"
             parts.append([source, first["scale"], part, f"{statistic} {first['direction']} {first['threshold']:g}",
