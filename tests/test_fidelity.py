@@ -243,3 +243,33 @@ def test_mbdpo_diagnostics_use_the_acting_score_network_for_drift_and_cross_td(m
     metrics = agent.diagnostics(obs, action, torch.zeros(3, 2, 1), None)
     assert {"behaviour_drift", "search_prior_drift", "cross_td_error", "td_error"} <= set(metrics)
     assert calls[0] is True and calls[2] is True  # acting at z and at z' (cross-TD) with the score network
+
+
+# --- D12: the Q ensemble's output bias at initialisation --------------------------------------------------------
+@pytest.mark.parametrize("q_init, expect_bias", [("torch-default", True), ("torch-default-hidden", False),
+                                                  ("trunc-normal", False)])
+def test_q_output_bias_starts_as_the_released_code_leaves_it(q_init, expect_bias):
+    """The released MBDPO ensemble's parameters escape weight_init, so its output bias keeps nn.Linear's
+    U(±1/√mlp_dim) while the output weight is zeroed: every member starts at a constant logit vector of its own
+    (D12). The MBDPO default is that; ``torch-default-hidden`` (the earlier reading) and TD-MPC2's trunc-normal
+    start the bias at 0."""
+    torch.manual_seed(0)
+    cfg = resolve("1.7M", q_init=q_init)
+    model = WorldModel(cfg, (5,), 1)
+    bias, weight = model._Qs.out.bias, model._Qs.out.weight
+    assert torch.count_nonzero(weight) == 0
+    bound = 1 / np.sqrt(cfg.mlp_dim)
+    if not expect_bias:
+        assert torch.count_nonzero(bias) == 0
+        return
+    assert bias.abs().max() <= bound and bias.abs().max() > 0.9 * bound
+    assert bias.std().item() == pytest.approx(bound / np.sqrt(3), rel=0.1)  # uniform: sd = bound / √3
+    assert torch.equal(model._target_Qs.out.bias, bias)  # targets start as copies
+    z, a = torch.randn(4, cfg.latent_dim), torch.rand(4, 1) * 2 - 1
+    logits = model.Q(z, a, return_type="all")
+    assert torch.allclose(logits, bias.expand_as(logits))  # a constant per member, whatever the input
+
+
+def test_mbdpo_defaults_to_the_released_q_init():
+    assert MBDPOConfig().q_init == "torch-default"
+    assert TDMPC2Config().q_init == "trunc-normal"

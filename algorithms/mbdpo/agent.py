@@ -105,7 +105,8 @@ class Config(TDMPC2Config):
     value_target: str = "prior"
     """Bootstrap action of the TD target: ``prior`` (released, TD-MPC2's) or ``diffusion`` (the acting policy; needs the score network)."""
     q_init: str = "torch-default"
-    """Q-ensemble hidden layers: the released MBDPO code's escape TD-MPC2's init (``torch-default``; FIDELITY.md D10)."""
+    """Q-ensemble init: the released MBDPO code's escapes TD-MPC2's init (``torch-default``: hidden layers and output
+    bias as nn.Linear initialises them; FIDELITY.md D10, D12); ``torch-default-hidden`` keeps the output bias at 0."""
     target_q_pair: str = "first"
     """Target Qs of the TD target: the released MBDPO code takes Q̄₀ and Q̄₁ (FIDELITY.md D7); ``random`` as TD-MPC2."""
 

@@ -58,7 +58,8 @@ class Config:
     dropout: float = 0.01
     """Dropout in the first layer of each Q-function (online Qs in training only; target Qs never drop out)."""
     q_init: str = "trunc-normal"
-    """Q-ensemble hidden layers: ``trunc-normal`` (std 0.02, official TD-MPC2) or ``torch-default`` (nn.Linear's)."""
+    """Q-ensemble init: ``trunc-normal`` (std 0.02, official TD-MPC2), ``torch-default`` (nn.Linear's, output bias
+    included) or ``torch-default-hidden`` (hidden layers only)."""
     target_q_pair: str = "random"
     """Target Qs of the TD target: ``random`` (two random members, official TD-MPC2) or ``first`` (Q̄₀, Q̄₁)."""
     replay_open_episode: bool = False

@@ -109,13 +109,18 @@ class QEnsemble(nn.Module):
         self.k = k
 
     @torch.no_grad()
-    def torch_default_hidden_init(self) -> None:
-        """Re-initialise the hidden layers as nn.Linear does (weights and biases U(±1/√fan_in)): the released
-        MBDPO code's ensemble escapes TD-MPC2's custom initialisation (FIDELITY.md D10)."""
+    def torch_default_init(self, output_bias: bool = True) -> None:
+        """Re-initialise as nn.Linear does (weights and biases U(±1/√fan_in)): the released MBDPO code's ensemble
+        escapes TD-MPC2's custom initialisation (FIDELITY.md D10), so its hidden layers keep PyTorch's default and
+        so does its output bias (D12: ±1/√mlp_dim; only the output weight is zeroed). ``output_bias=False`` leaves
+        the output bias at 0 (the harness's earlier reading)."""
         for layer in self.hidden:
             bound = 1 / math.sqrt(layer.weight.shape[1])
             layer.weight.uniform_(-bound, bound)
             layer.bias.uniform_(-bound, bound)
+        if output_bias:
+            bound = 1 / math.sqrt(self.out.weight.shape[1])
+            self.out.bias.uniform_(-bound, bound)
 
     def forward(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (K, ..., out) of every member, or (len(members), ..., out) of ``members`` only."""

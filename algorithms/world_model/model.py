@@ -75,8 +75,8 @@ class WorldModel(nn.Module):
         # Zero-initialised output layers make the first reward and value predictions exactly 0.
         nn.init.zeros_(self._reward[-1].weight)
         nn.init.zeros_(self._Qs.out.weight)
-        if cfg.q_init == "torch-default":
-            self._Qs.torch_default_hidden_init()
+        if cfg.q_init in ("torch-default", "torch-default-hidden"):
+            self._Qs.torch_default_init(output_bias=cfg.q_init == "torch-default")
         self._target_Qs = copy.deepcopy(self._Qs).requires_grad_(False).eval()
         self.compute_path = "reference"  # compute.set_compute_path: not reference = only the Q members a result uses
 

@@ -52,7 +52,11 @@ class WorldModelConfig:
     """Largest random shift in pixels (the released 3; the harness's earlier batch augmentation used 4)."""
 
 
-Q_INITS = ("trunc-normal", "torch-default")
+Q_INITS = ("trunc-normal", "torch-default", "torch-default-hidden")
+"""Q-ensemble initialisation: ``trunc-normal`` (TD-MPC2: weights N(0, 0.02) truncated, biases 0, output weight 0);
+``torch-default`` (the released MBDPO code, FIDELITY.md D10/D12: hidden layers and the output bias as nn.Linear
+initialises them, output weight 0); ``torch-default-hidden`` (the harness's earlier reading: hidden layers only,
+output bias 0)."""
 
 
 def default_task_dim(num_tasks: int) -> int:
