@@ -43,6 +43,7 @@ NAME_MAP: list[tuple[str, str]] = [
     (r"^_encoder\.(?P<rest>\d+\..*)$", "_encoder.state.{rest}"),
     (r"^(?P<rest>_(?:dynamics|reward|pi|termination)\..*)$", "{rest}"),
     (rf"^{_Q}$", "{target}.{layer}.{name}"),
+    (r"^energy\.net\.(?P<rest>.*)$", "_F.{rest}"),  # MBDPO's energy lives beside the world model in ours
 ]
 UNFILLED = re.compile(r"^(log_std_min|log_std_dif|_detach_Qs_params\..*|_detach_Qs\.module\..*|_target_Qs\.module\..*"
                       r"|_Qs\.module\..*|_score\..*|_F\..*)$")
@@ -124,9 +125,11 @@ def box(dim: int) -> gym.spaces.Box:
     return gym.spaces.Box(-1.0, 1.0, (dim,), np.float32)
 
 
-def build_pair(algo: str, task: str, workdir: Path, **our_overrides) -> Pair:
+def build_pair(algo: str, task: str, workdir: Path, released_overrides: dict | None = None,
+               **our_overrides) -> Pair:
     """Both agents at the 1.7M preset on ``task`` (``TASKS``), ours from its defaults in fp32 on the reference
-    compute path (plus ``our_overrides``), theirs from its config; our weights copied into theirs."""
+    compute path (plus ``our_overrides``), theirs from its config (plus ``released_overrides``, set before its
+    parser runs); our weights copied into theirs."""
     from algorithms.registry import get_algorithm
     from envs import get_task
 
@@ -136,7 +139,8 @@ def build_pair(algo: str, task: str, workdir: Path, **our_overrides) -> Pair:
     torch.manual_seed(0)
     ours = module.Agent(cfg, get_task(task), box(obs_dim), box(action_dim), torch.device("cpu"))
     root = R.cpu_copy(algo, workdir)
-    released_cfg = R.released_config(algo, root, task, obs_dim, action_dim, episode_length)
+    released_cfg = R.released_config(algo, root, task, obs_dim, action_dim, episode_length,
+                                     **(released_overrides or {}))
     name, cls = R.AGENT_MODULES[algo]
     modules = R.import_released(root, [name, "common.world_model", "common.math"])
     # README (released-code): the meta-device template refuses .to() on a CPU-only torch; nothing needs moving.
@@ -153,3 +157,120 @@ def build_pair(algo: str, task: str, workdir: Path, **our_overrides) -> Pair:
     ours.model.eval()
     theirs.model.eval()
     return Pair(algo, task, ours, theirs, modules, obs_dim, action_dim)
+
+
+def sample_batch(pair: Pair, batch_size: int, horizon: int = 3, seed: int = 2):
+    """A replay-like batch (batch-first numpy, as our buffer gives it) and the same tensors time-major (as the
+    released buffer gives them: reward and terminated with a trailing axis)."""
+    from algorithms.common.buffer import Batch
+
+    rng = np.random.default_rng(seed)
+    obs = rng.standard_normal((batch_size, horizon + 1, pair.obs_dim)).astype(np.float32)
+    action = rng.uniform(-1, 1, (batch_size, horizon, pair.action_dim)).astype(np.float32)
+    reward = rng.uniform(0, 1, (batch_size, horizon)).astype(np.float32)
+    terminated = np.zeros((batch_size, horizon), np.float32)
+    ours = Batch(obs, action, reward, terminated)
+    theirs = tuple(torch.as_tensor(x).transpose(0, 1) for x in (obs, action, reward, terminated))
+    return ours, (theirs[0], theirs[1], theirs[2].unsqueeze(-1), theirs[3].unsqueeze(-1))
+
+
+class GradientRecorder:
+    """Wraps an optimiser's ``step`` to keep a copy of every gradient it is about to apply, by parameter name."""
+
+    def __init__(self, optimiser: torch.optim.Optimizer, names: dict[int, str]):
+        self.grads: dict[str, torch.Tensor] = {}
+        step = optimiser.step
+
+        def recording_step(*args, **kwargs):
+            for group in optimiser.param_groups:
+                for p in group["params"]:
+                    if p.grad is not None:
+                        self.grads[names.get(id(p), f"?{id(p)}")] = p.grad.detach().clone()
+            return step(*args, **kwargs)
+
+        optimiser.step = recording_step
+
+
+def parameter_names(module: torch.nn.Module, prefix: str = "") -> dict[int, str]:
+    return {id(p): prefix + name for name, p in module.named_parameters()}
+
+
+class RandomReplay:
+    """Record every random draw one side makes, then serve the same draws to the other side.
+
+    The two codes draw the same random numbers in different orders and through different calls (ours draws the
+    policy-prior candidates before the MC candidates, the released code after; ours samples the Gumbel noise of the
+    final MPPI choice as −log(−log U), the released code as −log E with E ~ Exp(1)). While recording
+    (``with replay.recording():``) ``torch.randn``, ``randn_like``, ``rand``, ``rand_like``, ``randperm`` and
+    ``Tensor.exponential_`` run as usual and their results are kept in first-in-first-out queues by (kind, number of
+    elements); while replaying, each such call takes the next draw of its kind and size, reshaped — an exponential
+    draw is served from a uniform one as −log U, the same Gumbel variate either way. A call with no recorded draw
+    of its kind and size fails naming it: the two sides made different draws."""
+
+    KINDS = {"randn": "randn", "randn_like": "randn", "rand": "rand", "rand_like": "rand", "randperm": "randperm"}
+
+    def __init__(self):
+        self.queues: dict[tuple[str, int], list[torch.Tensor]] = {}
+        self.served = 0
+
+    @staticmethod
+    def _shape(args) -> tuple[int, ...]:
+        if len(args) == 1 and isinstance(args[0], (tuple, list, torch.Size)):
+            return tuple(args[0])
+        return tuple(int(a) for a in args)
+
+    def _patch(self, make):
+        from contextlib import ExitStack
+        from unittest import mock
+
+        stack = ExitStack()
+        for name in self.KINDS:
+            stack.enter_context(mock.patch.object(torch, name, make(name, getattr(torch, name))))
+        original_exp = torch.Tensor.exponential_
+        stack.enter_context(mock.patch.object(torch.Tensor, "exponential_", make("exponential_", original_exp)))
+        return stack
+
+    def recording(self):
+        def make(name, original):
+            def record(*args, **kwargs):
+                out = original(*args, **kwargs)
+                kind = self.KINDS.get(name, name)
+                if kind == "exponential_":  # record as the uniform it is −log of
+                    kind, value = "rand", torch.exp(-out)
+                else:
+                    value = out
+                self.queues.setdefault((kind, out.numel()), []).append(value.detach().clone())
+                return out
+            return record
+        return self._patch(make)
+
+    def replaying(self):
+        def take(kind: str, numel: int, what: str) -> torch.Tensor:
+            queue = self.queues.get((kind, numel))
+            assert queue, f"random replay: {what} asks for a {kind} draw of {numel} numbers the other side never made"
+            self.served += 1
+            return queue.pop(0)
+
+        def make(name, original):
+            def serve(*args, **kwargs):
+                kind = self.KINDS.get(name, name)
+                if name == "exponential_":
+                    tensor = args[0]
+                    u = take("rand", tensor.numel(), "Tensor.exponential_")
+                    return tensor.copy_((-torch.log(u)).reshape(tensor.shape))
+                if name.endswith("_like"):
+                    like = args[0]
+                    shape, dtype, device = like.shape, kwargs.get("dtype", like.dtype), like.device
+                elif name == "randperm":
+                    shape, dtype, device = (int(args[0]),), torch.int64, kwargs.get("device", "cpu")
+                else:
+                    shape = self._shape(args)
+                    dtype, device = kwargs.get("dtype") or torch.get_default_dtype(), kwargs.get("device", "cpu")
+                numel = int(np.prod(shape)) if shape else 1
+                return take(kind, numel, f"torch.{name}{tuple(shape)}").reshape(shape).to(device=device, dtype=dtype)
+            return serve
+        return self._patch(make)
+
+    def leftover(self) -> dict[tuple[str, int], int]:
+        """Draws recorded and never served (the replaying side made fewer draws)."""
+        return {key: len(q) for key, q in self.queues.items() if q}

@@ -12,6 +12,7 @@ helper shows here as a difference. The released code must be present (tests/diff
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -100,3 +101,114 @@ def test_energy_agrees(pair):
         return
     _, action, z = inputs(pair)
     close(pair.ours.energy(z, action), pair.theirs.model.F(z, action, None), "energy F")
+
+
+# ------------------------------------------------------------------------------------------------- one update
+
+UPDATE_PAIRS = [(algo, "cartpole-balance") for algo in ("mbdpo", "tdmpc2")] + [("mbdpo", "cheetah-run")]
+
+
+@pytest.fixture(scope="module", params=UPDATE_PAIRS, ids=[f"{a}-{t}" for a, t in UPDATE_PAIRS])
+def updated(request, tmp_path_factory) -> dict:
+    """One update of each agent on the same batch from the same random state, dropout 0 on both sides (a
+    dropout mask is random per element and would have to be replayed; dropout's distribution is compared apart)."""
+    R.require_released()
+    algo, task = request.param
+    pair = A.build_pair(algo, task, tmp_path_factory.mktemp(f"update-{algo}"), {"dropout": 0.0}, dropout=0.0)
+    ours_batch, theirs_batch = A.sample_batch(pair, pair.ours.cfg.batch_size)
+    names = A.parameter_names(pair.ours.model)
+    if hasattr(pair.ours, "energy"):
+        names.update(A.parameter_names(pair.ours.energy, "energy."))
+    recorders = {"ours": A.GradientRecorder(pair.ours.optim, names),
+                 "theirs": A.GradientRecorder(pair.theirs.optim, A.parameter_names(pair.theirs.model))}
+    torch.manual_seed(11)
+    ours = pair.ours.update(ours_batch)
+    torch.manual_seed(11)  # the same random stream: both draw the policy noise and the Q pairs in the same order
+    theirs = {k: float(v) for k, v in pair.theirs._update(*theirs_batch).items()}
+    return {"pair": pair, "ours": ours, "theirs": theirs, "grads": {k: r.grads for k, r in recorders.items()}}
+
+
+def test_update_losses_and_gradient_norm_agree(updated):
+    ours, theirs = updated["ours"], updated["theirs"]
+    shared = sorted(set(ours) & set(theirs))
+    assert {"consistency_loss", "reward_loss", "value_loss", "total_loss", "grad_norm", "pi_loss"} <= set(shared)
+    for key in shared:
+        close(torch.tensor(ours[key]), torch.tensor(theirs[key]), f"update: {key}")
+
+
+def test_update_gradients_agree_module_by_module(updated):
+    pair, grads = updated["pair"], updated["grads"]
+    hidden = len(pair.ours.model._Qs.hidden)
+    theirs = grads["theirs"]
+    assert grads["ours"], "our optimiser applied no gradient"
+    for key, grad in grads["ours"].items():
+        name = A.released_name(key, hidden)
+        assert name in theirs, f"gradient of {key!r} ({name!r}) has no released counterpart"
+        close(A.to_released(grad, key), theirs[name], f"gradient {key}")
+
+
+def test_parameters_after_the_update_agree(updated):
+    pair = updated["pair"]
+    theirs = pair.theirs.model.state_dict()
+    for name, value in A.mapped_state(pair.ours.model, pair.theirs.model).items():
+        close(value, theirs[name], f"after the update: {name}")
+    close(pair.ours.scale.value.reshape(-1), pair.theirs.scale.value.reshape(-1), "running scale")
+    if pair.algo == "mbdpo":
+        for key, value in pair.ours.energy.state_dict().items():
+            if key.startswith("net."):
+                close(value, theirs[f"_F.{key.removeprefix('net.')}"], f"after the update: energy {key}")
+        close(pair.ours.energy.mean.reshape(1), pair.theirs._contrastive_mean, "energy EMA mean")
+        close(pair.ours.energy.std.reshape(1), pair.theirs._contrastive_std, "energy EMA std")
+
+
+# ------------------------------------------------------------------------------------------------ the planner
+
+LIGHT = {"mbdpo": ({"num_samples": 64, "num_elites": 8, "num_pi_trajs": 4, "diffusion_steps": 5},
+                   {"diffusion_num_samples": 64, "diffusion_num_elites": 8, "diffusion_num_pi_trajs": 4,
+                    "diffusion_steps": 5}),
+         "tdmpc2": ({"num_samples": 64, "num_elites": 8, "num_pi_trajs": 4, "iterations": 2},
+                    {"num_samples": 64, "num_elites": 8, "num_pi_trajs": 4, "iterations": 2})}
+"""Lighter planning on both sides (ours, released): the same computation on fewer candidates, so that chains of
+plans stay cheap on a CPU; ``pytest -m slow`` runs the released defaults."""
+CHAIN = 8
+
+
+def plan_chain(pair: A.Pair, eval_mode: bool, steps: int = CHAIN, seed: int = 0) -> list[tuple[float, float]]:
+    """A warm-started chain of acts on both sides from the same random draws (recorded on ours, replayed into the
+    released code): per step, max |action difference| and max |warm-start difference|."""
+    rng = np.random.default_rng(seed)
+    pair.ours.reset()
+    out = []
+    for step in range(steps):
+        obs = rng.standard_normal(pair.obs_dim).astype(np.float32)
+        replay = A.RandomReplay()
+        with replay.recording():
+            action = pair.ours.act(obs, eval_mode)
+        with replay.replaying():
+            released = pair.theirs.act(torch.as_tensor(obs), t0=step == 0, eval_mode=eval_mode)
+        assert not replay.leftover(), f"step {step}: draws ours made and the released code did not: {replay.leftover()}"
+        plan = pair.ours.prev_mean if pair.algo == "tdmpc2" else pair.ours.prev_plan
+        close(torch.as_tensor(np.asarray(action)), released, f"{pair.algo} act, step {step}")
+        close(plan[0], pair.theirs._prev_mean, f"{pair.algo} warm start, step {step}")
+        out.append((float(np.abs(np.asarray(action) - released.numpy()).max()),
+                    float((plan[0] - pair.theirs._prev_mean).abs().max())))
+    return out
+
+
+@pytest.mark.parametrize("algo, task", PAIRS, ids=[f"{a}-{t}" for a, t in PAIRS])
+def test_chains_of_plans_agree(algo, task, tmp_path):
+    R.require_released()
+    ours, theirs = LIGHT[algo]
+    pair = A.build_pair(algo, task, tmp_path, theirs, **ours)
+    for eval_mode in (True, False):
+        differences = plan_chain(pair, eval_mode)
+        assert len(differences) == CHAIN
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algo", ["mbdpo", "tdmpc2"])
+def test_chains_of_plans_agree_at_the_released_settings(algo, tmp_path):
+    R.require_released()
+    pair = A.build_pair(algo, "cheetah-run", tmp_path)
+    for eval_mode in (True, False):
+        plan_chain(pair, eval_mode)
