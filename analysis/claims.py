@@ -95,12 +95,17 @@ one more unit would cost (``algo@task@steps[@size]`` items, ``;``-separated, for
 def evidence(claim: str, part: str, source: Source, reading: str, statistic: str, ci: tuple[float, float, float],
              threshold: float, direction: str, n: int, unit: str, n_tasks: int, seeds: str, algorithms: str = "",
              steps: str = "", note: str = "") -> dict:
-    """One row of :data:`EVIDENCE_COLUMNS` with its verdict: a point with a non-finite CI (one run: nothing to
-    resample) is *undecided*, no point at all *not tested*."""
+    """One row of :data:`EVIDENCE_COLUMNS` with its verdict: a point with a non-finite CI, or whose CI resampled a
+    single unit (one seed per task, one task: a zero-width interval), is *undecided*; no point at all *not
+    tested*."""
     value, low, high = (float(x) for x in ci)
+    if np.isfinite(value) and n <= 1 and unit in (SEEDS_UNIT, TASKS_UNIT, "runs per level"):
+        low = high = float("nan")  # resampling one unit gives a zero-width interval, not evidence
+        note = "; ".join(t for t in (note, f"one {unit.split()[0].rstrip('s')} per cell: no CI") if t)
     if np.isfinite(value) and not (np.isfinite(low) and np.isfinite(high)):
         result = V.UNDECIDED
-        note = "; ".join(t for t in (note, "no CI (a single run per cell)") if t)
+        if "no CI" not in note:
+            note = "; ".join(t for t in (note, "no CI (a single run per cell)") if t)
     else:
         result = V.verdict(value, low, high, threshold, direction)
     return {"claim": claim, "part": part, "source": source.name, "scale": source.scale, "reading": reading,

@@ -262,3 +262,17 @@ def test_analyze_leads_its_summary_with_the_ledger(tmp_path, monkeypatch):
     assert summary.index("## Claims of the paper") < summary.index("## Step units")
     assert "depends on the step unit" in summary
     assert (tmp_path / "out" / "claims.md") in result.written
+
+
+def test_a_single_seed_is_no_evidence(tmp_path):
+    """One seed per task: the stratified bootstrap has nothing to resample, so its zero-width CI must not decide a
+    claim, however large the effect (the O2O smoke config runs one seed)."""
+    from tests.test_analysis_o2o import write_o2o_runs
+
+    one_seed = {k: (v[0], v[1], v[2] + 300) if k[0] == "mbdpo-finetune" else v
+                for k, v in __import__("tests.test_analysis_o2o", fromlist=["RETURNS"]).RETURNS.items() if k[2] == 1}
+    ledger = L.build_ledger(L.load_sources(runs=write_o2o_runs(tmp_path / "runs", one_seed), reps=REPS))
+    c6 = ledger.rows[ledger.rows["claim"] == "C6"]
+    assert len(c6) and (c6["verdict"] == V.UNDECIDED).all()
+    assert c6["note"].str.contains("no CI").all()
+    assert ledger.summary.set_index("claim").loc["C6", "verdict"] == V.UNDECIDED
