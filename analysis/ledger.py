@@ -282,7 +282,10 @@ def domain_verdicts(rows: pd.DataFrame) -> pd.DataFrame:
     """Per source and domain (parts named ``"<domain>: a vs b"``): the verdict under each reading (the conjunction
     of that reading's statistics over baselines) and the part verdicts joined (``verdict``). Empty for claims whose
     parts are not per domain."""
-    per_domain = rows[rows["part"].str.contains(": ", regex=False) & rows["part"].str.contains(" vs ", regex=False)]
+    from envs.registry import DOMAINS
+
+    domain = rows["part"].str.split(": ").str[0]
+    per_domain = rows[domain.isin([*DOMAINS, C.ALL]) & rows["part"].str.contains(" vs ", regex=False)]
     per_domain = per_domain.assign(domain=per_domain["part"].str.split(": ").str[0])
     out = []
     for (source, domain), g in per_domain.groupby(["source", "domain"], sort=False):
