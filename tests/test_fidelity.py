@@ -201,13 +201,15 @@ def test_score_network_reading_defaults_to_the_released_one(monkeypatch):
     seen = []
     original = mbdpo_planner.mc_score_estimate
     monkeypatch.setattr("algorithms.mbdpo.agent.mc_score_estimate",
-                        lambda a_t, ab, returns_of, c, fixed=None, scale=1.0, mask=None:
-                        seen.append((a_t.clone(), c, fixed)) or original(a_t, ab, returns_of, c, fixed, scale, mask))
+                        lambda a_t, ab, returns_of, c, fixed=None, scale=1.0, mask=None, eps=0.0:
+                        seen.append((a_t.clone(), c, fixed, eps)) or original(a_t, ab, returns_of, c, fixed, scale,
+                                                                              mask, eps))
     sequences = torch.full((8, 3, 1), 100.0)  # forward-noised, these would stay near 100: N(0, I) draws do not
     loss = agent.score_loss(torch.rand(8, 16), sequences, None)
     assert loss.requires_grad and len(seen) == 1  # one state per update
-    a_t, c, fixed = seen[0]
+    a_t, c, fixed, eps = seen[0]
     assert fixed is None and c.num_elites == c.num_samples == 8  # no prior candidates, softmax over all
+    assert c.weighting == "zscore-target" and eps == 1e-8  # D13: the released target's std + 1e-6, 1 − ᾱ + 1e-8
     assert a_t.abs().max() < 10  # N(0, I) points, not forward-noised buffer sequences
 
 

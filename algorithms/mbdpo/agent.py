@@ -33,7 +33,7 @@ CHOICES = {
     "energy": ("classifier", "infonce"), "classifier": CLASSIFIER_VARIANTS, "energy_pairing": ("released", "aligned"), "weighting": ("zscore-elites", "softmax"),
     "sampler": ("deterministic", "ddpm"), "beta_schedule": ("linear", "cosine"),
     "value_target": ("prior", "diffusion"), "score_points": ("noise", "buffer", "buffer+chain"),
-    "score_training": ("joint", "separate"),
+    "score_training": ("joint", "separate"), "score_target": ("released", "planner"),
 }
 
 
@@ -89,7 +89,7 @@ class Config(TDMPC2Config):
     score_mc_samples: int = 64
     """MC candidates per score-network training target."""
     score_elites: int | None = None
-    """Elites of the targets' z-scored softmax; None = all candidates (released)."""
+    """Elites of the targets' z-scored softmax with ``score_target=planner``; None = all candidates."""
     score_pi_trajs: int = 0
     """Policy-prior rollouts among the targets' candidates (released: none)."""
     score_batch: int = 1
@@ -99,6 +99,12 @@ class Config(TDMPC2Config):
     score_points: str = "noise"
     """Training points A_t: ``noise`` (released: N(0, I) at a random t), ``buffer`` (forward-noised buffer
     sequences) or ``buffer+chain`` (half of them from states the reverse chain visited)."""
+    score_encoder_grad: bool = True
+    """Joint score training: the score loss backpropagates into the encoder through the latents (released,
+    FIDELITY.md D13); false detaches them (the harness's earlier reading)."""
+    score_target: str = "released"
+    """MC target of the score network: ``released`` (z-scored with std + 1e-6 over every candidate, score denominator
+    1 − ᾱ + 1e-8; FIDELITY.md D13) or ``planner`` (the planner's weighting, ``score_elites`` elites)."""
     score_training: str = "joint"
     """``joint`` (released: the score loss in the joint world-model loss, one Adam, one gradient clip) or ``separate``
     (its own Adam and clip after the world-model step)."""
@@ -271,7 +277,9 @@ class Agent(TDMPC2Agent):
             loss, energy_metrics = self.classifier_loss(rollout, action, task)
             total, metrics = total + loss, {**metrics, **energy_metrics}
         if self.score_net is not None and self.score_optim is None:
-            loss = self.score_loss(rollout[0], action.transpose(0, 1), task)
+            # FIDELITY.md D13: the released score loss reaches the encoder through the latents it is given
+            z = rollout[0] if self.cfg.score_encoder_grad else rollout[0].detach()
+            loss = self.score_loss(z, action.transpose(0, 1), task)
             total, metrics = total + loss, {**metrics, "score_loss": loss.item()}
         return total, metrics
 
@@ -279,6 +287,7 @@ class Agent(TDMPC2Agent):
                         task: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, float]]:
         """The released classifier's loss: F on the H·B detached rollout latents, negatives from the policy prior
         before this update's policy step (FIDELITY.md D2)."""
+        rollout = rollout.detach()
         if self.cfg.energy_pairing == "released":
             z, positives = released_pairs(rollout, action)
             # multi-task, the released code's task ids go batch-major like its actions (each id H times in a row)
@@ -327,8 +336,11 @@ class Agent(TDMPC2Agent):
     def mc_targets(self, z: torch.Tensor, a_t: torch.Tensor, t: torch.Tensor, samples: int,
                    task: torch.Tensor | None = None) -> torch.Tensor:
         """MC score ŝ(A_t, t, z) (eq. 10) for each point, as the regression target of eq. (16)."""
+        released = self.cfg.score_target == "released"  # FIDELITY.md D13: std + 1e-6, 1 − ᾱ + 1e-8, every candidate
         cfg = DiffusionConfig(**{**self.diffusion_cfg.__dict__, "num_samples": samples,
-                                 "num_elites": self.cfg.score_elites or samples, "num_pi_trajs": self.cfg.score_pi_trajs})
+                                 "num_elites": samples if released else (self.cfg.score_elites or samples),
+                                 "num_pi_trajs": self.cfg.score_pi_trajs,
+                                 **({"weighting": "zscore-target"} if released else {})})
         reward_fn = self.reward_fn()
         targets = []
         for i in range(z.shape[0]):  # each point has its own t, hence its own proposal
@@ -349,7 +361,7 @@ class Agent(TDMPC2Agent):
             alpha_bar = self.schedule.alphas_bar[t[i]]
             mask = self.model.action_masks[ti.long()] if ti is not None and self.model.multitask else None
             targets.append(mc_score_estimate(a_t[i: i + 1], alpha_bar, returns_of, cfg, fixed,
-                                             self.return_scale.value, mask).score)
+                                             self.return_scale.value, mask, 1e-8 if released else 0.0).score)
         return torch.cat(targets)
 
     def score_loss(self, z: torch.Tensor, sequences: torch.Tensor, task: torch.Tensor | None) -> torch.Tensor:

@@ -57,8 +57,12 @@ def mc_weights(returns: torch.Tensor, temperature: float, weighting: str = "zsco
     ``zscore-elites`` (released code): logits (R̃ − mean)/std/τ (std < 1e-4 taken as 1), softmax over exactly the
     top ``elites`` (FIDELITY.md D10).
     ``softmax`` (paper text): softmax(R̃ / (S τ)) over all candidates, S the running return scale.
+    ``zscore-target`` (the released score network's training target, FIDELITY.md D13): logits
+    (R̃ − mean)/(std + 1e-6)/τ, softmax over all candidates.
     """
-    if weighting == "zscore-elites":
+    if weighting == "zscore-target":
+        logits = (returns - returns.mean(-1, keepdim=True)) / (returns.std(-1, keepdim=True) + 1e-6) / temperature
+    elif weighting == "zscore-elites":
         std = returns.std(-1, keepdim=True)
         std = torch.where(std < 1e-4, torch.ones_like(std), std)  # (near-)constant returns: divide by 1, as released
         logits = (returns - returns.mean(-1, keepdim=True)) / std / temperature
@@ -68,7 +72,7 @@ def mc_weights(returns: torch.Tensor, temperature: float, weighting: str = "zsco
     elif weighting == "softmax":
         logits = returns / (scale * temperature)
     else:
-        raise ValueError(f"unknown weighting {weighting!r}; valid: 'zscore-elites', 'softmax'")
+        raise ValueError(f"unknown weighting {weighting!r}; valid: 'zscore-elites', 'softmax', 'zscore-target'")
     return torch.softmax(logits, dim=-1)
 
 
@@ -77,10 +81,12 @@ def mc_posterior_mean(candidates: torch.Tensor, weights: torch.Tensor) -> torch.
     return torch.einsum("bn,bnha->bha", weights, candidates)
 
 
-def mc_score(a_t: torch.Tensor, posterior_mean: torch.Tensor, alpha_bar: float | torch.Tensor) -> torch.Tensor:
-    """eq. (10) / Lemma C.1: ŝ(A_t) = −(A_t − √ᾱ_t Ā_0) / (1 − ᾱ_t)."""
+def mc_score(a_t: torch.Tensor, posterior_mean: torch.Tensor, alpha_bar: float | torch.Tensor,
+             eps: float = 0.0) -> torch.Tensor:
+    """eq. (10) / Lemma C.1: ŝ(A_t) = −(A_t − √ᾱ_t Ā_0) / (1 − ᾱ_t + eps) (the released score-network target
+    adds eps = 1e-8, FIDELITY.md D13)."""
     alpha_bar = torch.as_tensor(alpha_bar, dtype=a_t.dtype, device=a_t.device)
-    return -(a_t - alpha_bar.sqrt() * posterior_mean) / (1 - alpha_bar)
+    return -(a_t - alpha_bar.sqrt() * posterior_mean) / (1 - alpha_bar + eps)
 
 
 def reverse_step_deterministic(a_t: torch.Tensor, score: torch.Tensor, alpha: float | torch.Tensor,

@@ -42,10 +42,11 @@ class MCEstimate:
 
 def mc_score_estimate(a_t: torch.Tensor, alpha_bar: torch.Tensor, returns_of: Callable[[torch.Tensor], torch.Tensor],
                       cfg: DiffusionConfig, fixed_candidates: torch.Tensor | None = None,
-                      scale: float | torch.Tensor = 1.0, action_mask: torch.Tensor | None = None) -> MCEstimate:
+                      scale: float | torch.Tensor = 1.0, action_mask: torch.Tensor | None = None,
+                      score_eps: float = 0.0) -> MCEstimate:
     """eq. (10, 15): draw N candidates A_0 ~ N(A_t/√ᾱ_t, (1−ᾱ_t)/ᾱ_t) (clipped), replace the first P by
     ``fixed_candidates`` (policy-prior rollouts, (B, P, H, A)), weight them by their returns, and return the
-    posterior mean and the score. ``returns_of`` maps candidates (B, N, H, A) to returns (B, N). Multi-task,
+    posterior mean and the score (``score_eps`` added to its denominator, :func:`mc_score`). ``returns_of`` maps candidates (B, N, H, A) to returns (B, N). Multi-task,
     ``action_mask`` (B, A) zeroes each task's padded action dims of the drawn candidates (as released)."""
     mean, std = candidate_proposal(a_t, alpha_bar)
     b, (h, a) = a_t.shape[0], a_t.shape[1:]
@@ -61,7 +62,8 @@ def mc_score_estimate(a_t: torch.Tensor, alpha_bar: torch.Tensor, returns_of: Ca
     posterior = mc_posterior_mean(candidates, weights)
     first = candidates[:, :, 0]
     first_std = (weights.unsqueeze(-1) * (first - posterior[:, :1]).pow(2)).sum(1).sqrt()
-    return MCEstimate(mc_score(a_t, posterior, alpha_bar), posterior, posterior[:, 0], first_std.clamp_min(1e-3))
+    return MCEstimate(mc_score(a_t, posterior, alpha_bar, score_eps), posterior, posterior[:, 0],
+                      first_std.clamp_min(1e-3))
 
 
 @dataclass

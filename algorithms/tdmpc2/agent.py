@@ -372,7 +372,7 @@ class Agent(AgentBase):
         consistency, reward_loss = consistency / cfg.horizon, reward_loss / cfg.horizon
         value_loss = value_loss / (cfg.horizon * q_logits.shape[0])
         total = cfg.consistency_coef * consistency + cfg.reward_coef * reward_loss + cfg.value_coef * value_loss
-        extra, metrics = self.joint_loss_terms(rollout.detach(), action, task)
+        extra, metrics = self.joint_loss_terms(rollout, action, task)
         total = total + extra
         if model._termination is not None:
             termination_loss = F.binary_cross_entropy_with_logits(model.termination(zs_t[1:], task).float(), terminated)
@@ -396,7 +396,8 @@ class Agent(AgentBase):
     def joint_loss_terms(self, rollout: torch.Tensor, action: torch.Tensor,
                          task: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, float]]:
         """Losses of further networks trained inside the joint world-model loss (same optimiser and gradient clip),
-        from the detached rollout latents z_0..z_{H−1} (H, B, D) and their actions (H, B, A). None in TD-MPC2."""
+        from the rollout latents z_0..z_{H−1} (H, B, D; not detached: each term detaches what the released code
+        detaches) and their actions (H, B, A). None in TD-MPC2."""
         return torch.zeros((), device=self.device), {}
 
     def update_pi(self, zs: torch.Tensor, task: torch.Tensor | None) -> dict[str, float]:

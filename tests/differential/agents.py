@@ -44,6 +44,7 @@ NAME_MAP: list[tuple[str, str]] = [
     (r"^(?P<rest>_(?:dynamics|reward|pi|termination)\..*)$", "{rest}"),
     (rf"^{_Q}$", "{target}.{layer}.{name}"),
     (r"^energy\.net\.(?P<rest>.*)$", "_F.{rest}"),  # MBDPO's energy lives beside the world model in ours
+    (r"^score_net\.net\.(?P<rest>.*)$", "_score.{rest}"),  # and so does its score network
 ]
 UNFILLED = re.compile(r"^(log_std_min|log_std_dif|_detach_Qs_params\..*|_detach_Qs\.module\..*|_target_Qs\.module\..*"
                       r"|_Qs\.module\..*|_score\..*|_F\..*)$")
@@ -154,6 +155,11 @@ def build_pair(algo: str, task: str, workdir: Path, released_overrides: dict | N
         with torch.no_grad():
             theirs._contrastive_mean.copy_(ours.energy.mean.reshape(1))
             theirs._contrastive_std.copy_(ours.energy.std.reshape(1))
+        if ours.score_net is not None:
+            score = {f"_score.{k.removeprefix('net.')}": v for k, v in ours.score_net.state_dict().items()}
+            missing = set(score) - set(theirs.model.state_dict())
+            assert not missing, f"score network keys the released model lacks: {sorted(missing)}"
+            theirs.model.load_state_dict(score, strict=False)
     ours.model.eval()
     theirs.model.eval()
     return Pair(algo, task, ours, theirs, modules, obs_dim, action_dim)
@@ -201,13 +207,14 @@ class RandomReplay:
     The two codes draw the same random numbers in different orders and through different calls (ours draws the
     policy-prior candidates before the MC candidates, the released code after; ours samples the Gumbel noise of the
     final MPPI choice as −log(−log U), the released code as −log E with E ~ Exp(1)). While recording
-    (``with replay.recording():``) ``torch.randn``, ``randn_like``, ``rand``, ``rand_like``, ``randperm`` and
-    ``Tensor.exponential_`` run as usual and their results are kept in first-in-first-out queues by (kind, number of
+    (``with replay.recording():``) ``torch.randn``, ``randn_like``, ``rand``, ``rand_like``, ``randperm``,
+    ``randint`` and ``Tensor.exponential_`` run as usual and their results are kept in first-in-first-out queues by (kind, number of
     elements); while replaying, each such call takes the next draw of its kind and size, reshaped — an exponential
     draw is served from a uniform one as −log U, the same Gumbel variate either way. A call with no recorded draw
     of its kind and size fails naming it: the two sides made different draws."""
 
-    KINDS = {"randn": "randn", "randn_like": "randn", "rand": "rand", "rand_like": "rand", "randperm": "randperm"}
+    KINDS = {"randn": "randn", "randn_like": "randn", "rand": "rand", "rand_like": "rand", "randperm": "randperm",
+             "randint": "randint"}
 
     def __init__(self):
         self.queues: dict[tuple[str, int], list[torch.Tensor]] = {}
@@ -263,6 +270,9 @@ class RandomReplay:
                     shape, dtype, device = like.shape, kwargs.get("dtype", like.dtype), like.device
                 elif name == "randperm":
                     shape, dtype, device = (int(args[0]),), torch.int64, kwargs.get("device", "cpu")
+                elif name == "randint":
+                    size = kwargs.get("size", args[-1] if args and isinstance(args[-1], (tuple, list)) else None)
+                    shape, dtype, device = tuple(size), torch.int64, kwargs.get("device", "cpu")
                 else:
                     shape = self._shape(args)
                     dtype, device = kwargs.get("dtype") or torch.get_default_dtype(), kwargs.get("device", "cpu")

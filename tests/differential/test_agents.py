@@ -212,3 +212,55 @@ def test_chains_of_plans_agree_at_the_released_settings(algo, tmp_path):
     pair = A.build_pair(algo, "cheetah-run", tmp_path)
     for eval_mode in (True, False):
         plan_chain(pair, eval_mode)
+
+
+# ------------------------------------------------------------------------------- the score network (D13)
+
+SCORE_RTOL = 1e-4
+"""With the score network on, the MC target's 64 weighted returns are reduced in another order on each side:
+losses and gradients agree to ~1e-5 relative (measured: score loss 0.181404 vs 0.181405, gradient norm 11.66170
+vs 11.66175), so these comparisons allow 1e-4 relative."""
+
+
+def score_network_update(tmp_path, **ours) -> tuple[dict, dict, dict, dict]:
+    pair = A.build_pair("mbdpo", "cartpole-balance", tmp_path, {"dropout": 0.0, "use_score_network": True},
+                        dropout=0.0, use_score_network=True, **ours)
+    ours_batch, theirs_batch = A.sample_batch(pair, pair.ours.cfg.batch_size)
+    names = A.parameter_names(pair.ours.model)
+    names.update(A.parameter_names(pair.ours.energy, "energy."))
+    names.update(A.parameter_names(pair.ours.score_net, "score_net."))
+    mine = A.GradientRecorder(pair.ours.optim, names)
+    theirs = A.GradientRecorder(pair.theirs.optim, A.parameter_names(pair.theirs.model))
+    replay = A.RandomReplay()
+    torch.manual_seed(3)
+    with replay.recording():
+        ours_metrics = pair.ours.update(ours_batch)
+    with replay.replaying():
+        theirs_metrics = {k: float(v) for k, v in pair.theirs._update(*theirs_batch).items()}
+    assert not replay.leftover(), f"draws ours made and the released code did not: {replay.leftover()}"
+    return ours_metrics, theirs_metrics, mine.grads, theirs.grads
+
+
+def test_score_network_update_agrees(tmp_path):
+    """D13: the released score loss backpropagates into the encoder through the latents, and its MC target adds
+    +1e-6 to the returns' std and +1e-8 to 1 − ᾱ; ours does the same by default (``score_encoder_grad``,
+    ``score_target=released``)."""
+    R.require_released()
+    ours, theirs, ours_grads, theirs_grads = score_network_update(tmp_path)
+    for key in ("score_loss", "total_loss", "grad_norm", "value_loss", "pi_loss"):
+        assert ours[key] == pytest.approx(theirs[key], rel=SCORE_RTOL, abs=ATOL), key
+    for key, grad in ours_grads.items():
+        name = A.released_name(key, 2)
+        assert name in theirs_grads, f"gradient of {key!r} has no released counterpart"
+        released = theirs_grads[name]
+        excess = ((A.to_released(grad, key) - released).abs() - SCORE_RTOL * released.abs()).max().item()
+        assert excess <= 1e-5 + SCORE_RTOL * released.abs().max().item(), f"gradient {key}"
+
+
+def test_the_detached_reading_of_d13_is_caught(tmp_path):
+    """Flip D13 to the harness's earlier reading (latents detached): the encoder's gradient no longer matches —
+    the comparison above is what would catch a reintroduced departure."""
+    R.require_released()
+    _, _, ours_grads, theirs_grads = score_network_update(tmp_path, score_encoder_grad=False)
+    mine, released = ours_grads["_encoder.0.weight"], theirs_grads["_encoder.state.0.weight"]
+    assert (mine - released).norm() > 0.5 * released.norm()
