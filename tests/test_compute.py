@@ -261,3 +261,31 @@ def test_killed_fast_default_run_resumes_bit_for_bit_in_a_new_process(tmp_path):
     run_a = tmp_path / "a" / "runs" / "tdmpc2" / "cartpole-balance" / "4"
     assert (run_b / "eval.csv").read_bytes() == (run_a / "eval.csv").read_bytes()
     assert train_rows_without_wall_time(run_b / "train.csv") == train_rows_without_wall_time(run_a / "train.csv")
+
+
+def test_cuda_runs_tf32_matmuls_as_the_released_trainers_did():
+    """D14: the released trainers enable TF32 matmuls on CUDA, so ``auto`` means tf32 there; tf32 is CUDA-only
+    (one clear error elsewhere) and its context turns the flags on and restores them."""
+    from algorithms.world_model.compute import resolve_precision
+
+    assert resolve_precision("auto", torch.device("cuda")) == "tf32"
+    assert resolve_precision("tf32", torch.device("cuda")) == "tf32"
+    with pytest.raises(ValueError, match="tf32 is a CUDA matmul mode.*cpu"):
+        resolve_precision("tf32", torch.device("cpu"))
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        with autocast("tf32", torch.device("cuda")):
+            assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+        assert not torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
+def test_tf32_on_a_cpu_run_is_one_config_error():
+    import gymnasium as gym
+
+    box = lambda n: gym.spaces.Box(-1.0, 1.0, (n,), np.float32)  # noqa: E731
+    with pytest.raises(ConfigError, match="precision=tf32"):
+        Agent(Config(model_size="1.7M", precision="tf32"), get_task("cartpole-balance"), box(5), box(1),
+              torch.device("cpu"))

@@ -124,7 +124,8 @@ class Config:
     """Buffer states the diagnostics plan from (each costs two MPPI plans)."""
     precision: str = "auto"
     """``fp32``, ``bf16`` (world-model forward passes under bf16 autocast; decoding, returns, scales and optimiser
-    state in fp32) or ``auto``: bf16 on a CPU with native bf16 units, fp32 elsewhere (``world_model/compute.py``)."""
+    state in fp32), ``tf32`` (CUDA: fp32 with TF32 matmuls, as the released trainers ran; FIDELITY.md D14) or
+    ``auto``: tf32 on CUDA, bf16 on a CPU with native bf16 units, fp32 elsewhere (``world_model/compute.py``)."""
     compute: str = "auto"
     """``fast`` (only the Q members a value uses, transposed SimNorm softmax), ``compiled`` (``fast`` with LayerNorm +
     Mish fused by torch.compile), ``reference`` (the compute path of the released code and of the harness before
@@ -197,7 +198,10 @@ class Agent(AgentBase):
         self.model = WorldModel(resolve(cfg.model_size, **overrides), observation_space.shape,
                                 full, num_tasks=num_tasks,
                                 action_dims=self.action_dims if num_tasks > 1 else None).to(device)
-        self.precision = resolve_precision(cfg.precision, device)
+        try:
+            self.precision = resolve_precision(cfg.precision, device)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
         try:
             self.compute_path = resolve_compute(cfg.compute, device)
         except ValueError as err:

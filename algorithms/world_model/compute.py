@@ -2,13 +2,14 @@
 
 Two independent switches, both agent config keys of TD-MPC2 and MBDPO:
 
-``precision`` — ``fp32``, ``bf16`` or ``auto``. ``bf16`` runs the world model's forward passes (planning rollouts
+``precision`` — ``fp32``, ``bf16``, ``tf32`` or ``auto``. ``bf16`` runs the world model's forward passes (planning rollouts
 and the update's losses) under bf16 autocast, so matmuls use the CPU's AVX-512-BF16/AMX units (or a GPU's tensor
 cores); what accumulates or compares stays fp32: two-hot decoding and cross-entropies (``world_model.math``), the
 policy prior's Gaussian, returns and softmax weights of the planners, running scales, the energy's EMA statistics,
-parameters, gradients and optimiser state. ``auto`` picks bf16 where it was measured faster (a CPU whose oneDNN
-supports bf16 natively) and fp32 elsewhere, including CUDA, where no GPU has been lent to measure it yet
-(benchmarks/README.md, ``speed.py``).
+parameters, gradients and optimiser state. ``tf32`` (CUDA only) keeps fp32 everywhere but lets matmuls and
+convolutions use TF32 tensor cores — what the released trainers set on CUDA, so what produced the published curves
+(FIDELITY.md D14). ``auto`` is tf32 on CUDA for that reason, bf16 where it was measured faster (a CPU whose oneDNN
+supports bf16 natively; benchmarks/README.md, ``speed.py``) and fp32 elsewhere.
 
 ``compute`` — ``reference``, ``fast``, ``compiled`` or ``auto``. ``reference`` is the compute path the harness had
 before issue 17 (and the released code's): every Q member evaluated even when two are used, SimNorm as a softmax
@@ -29,7 +30,7 @@ from typing import ContextManager
 import torch
 import torch.nn.functional as F
 
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "tf32")
 COMPUTE_PATHS = ("auto", "reference", "fast", "compiled")
 _compile_probe: dict[str, str | None] = {}
 
@@ -46,19 +47,39 @@ def bf16_is_native(device: torch.device) -> bool:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """``fp32`` or ``bf16`` for a device: ``auto`` is bf16 on a CPU with native bf16, fp32 otherwise (CUDA
-    included: unmeasured there)."""
+    """``fp32``, ``bf16`` or ``tf32`` for a device: ``auto`` is tf32 on CUDA (what the released trainers ran:
+    FIDELITY.md D14), bf16 on a CPU with native bf16, fp32 otherwise. ``tf32`` elsewhere than CUDA is a ValueError
+    (it is a CUDA matmul mode)."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
     if precision == "auto":
+        if device.type == "cuda":
+            return "tf32"
         return "bf16" if device.type == "cpu" and bf16_is_native(device) else "fp32"
+    if precision == "tf32" and device.type != "cuda":
+        raise ValueError(f"agent.precision=tf32 is a CUDA matmul mode (TF32 tensor cores); this run's device is "
+                         f"{device.type}: use fp32 or bf16 (or auto)")
     return precision
 
 
+@contextlib.contextmanager
+def tf32_matmuls():
+    """fp32 storage with TF32 matmuls and convolutions (CUDA's ``allow_tf32``), restored afterwards."""
+    flags = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
+
+
 def autocast(precision: str, device: torch.device) -> ContextManager:
-    """The context the world model's forward passes run in: bf16 autocast, or nothing for fp32."""
+    """The context the world model's forward and backward passes run in: bf16 autocast, TF32 matmuls (``tf32``,
+    CUDA), or nothing for fp32."""
     if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
+    if precision == "tf32":
+        return tf32_matmuls()
     return contextlib.nullcontext()
 
 
