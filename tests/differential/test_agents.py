@@ -12,6 +12,7 @@ helper shows here as a difference. The released code must be present (tests/diff
 
 from __future__ import annotations
 
+import re
 import numpy as np
 import pytest
 import torch
@@ -45,11 +46,15 @@ def inputs(pair: A.Pair, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor, tor
 
 
 def close(ours: torch.Tensor, theirs: torch.Tensor, what: str) -> None:
+    """Assert ``ours`` ≈ ``theirs`` within ATOL + RTOL·|theirs|, and record the largest difference under ``what``
+    (step numbers dropped, so that a chain of plans is one row of the table)."""
     assert ours.shape == theirs.shape, f"{what}: shape {tuple(ours.shape)} vs released {tuple(theirs.shape)}"
     excess = ((ours.float() - theirs.float()).abs() - RTOL * theirs.float().abs()).max().item()
     diff = (ours.float() - theirs.float()).abs().max().item()
     assert excess <= ATOL, f"{what}: max |ours − released| = {diff:.3g} beyond {ATOL} + {RTOL}·|released|"
-    MAX_DIFFERENCES[what] = max(MAX_DIFFERENCES.get(what, 0.0), diff)
+    row = re.sub(r", step \d+$", "", what)
+    row = re.sub(r"^(gradient|after the update:) (energy )?(\w+)\..*$", r"\1 \2\3", row)  # one row per module
+    MAX_DIFFERENCES[row] = max(MAX_DIFFERENCES.get(row, 0.0), diff)
 
 
 @torch.no_grad()
@@ -264,3 +269,45 @@ def test_the_detached_reading_of_d13_is_caught(tmp_path):
     _, _, ours_grads, theirs_grads = score_network_update(tmp_path, score_encoder_grad=False)
     mine, released = ours_grads["_encoder.0.weight"], theirs_grads["_encoder.state.0.weight"]
     assert (mine - released).norm() > 0.5 * released.norm()
+
+
+# ---------------------------------------------------------------------------------------------- dropout on
+
+DRAWS = 400
+
+
+def test_q_dropout_has_the_released_distribution(pair):
+    """With the default dropout (0.01, first layer of each Q member) on, single draws differ (random masks), so
+    the comparison is distributional: for each member, the mean over draws of the batch-mean decoded Q agrees
+    within 4 standard errors, and the spread of that quantity across draws within a factor 1.25 — a wrong rate,
+    layer or scaling moves one of the two."""
+    ours, theirs = pair.ours.model, pair.theirs.model
+    if ours._Qs.hidden[0].dropout is None:
+        pytest.fail("our Q ensemble has no dropout at the default config")
+    with torch.no_grad():  # a zero output layer (as initialised) would hide every hidden unit: give it weights
+        ours._Qs.out.weight.normal_(0.0, 0.05, generator=torch.Generator().manual_seed(9))
+    A.load_into_released(ours, theirs)  # both sides keep identical weights for the other tests of this pair
+    _, action, z = inputs(pair)
+    cfg = pair.theirs.cfg
+    samples = {"ours": [], "released": []}
+    ours.train()
+    theirs.train()
+    try:
+        with torch.no_grad():
+            for i in range(DRAWS):
+                torch.manual_seed(1000 + i)
+                samples["ours"].append(wm_math.two_hot_inv(ours.Q(z, action, return_type="all"), cfg.num_bins,
+                                                           cfg.vmin, cfg.vmax).mean(dim=(1, 2)))
+                torch.manual_seed(5000 + i)
+                samples["released"].append(pair.modules.math.two_hot_inv(
+                    theirs.Q(z, action, None, return_type="all"), cfg).mean(dim=(1, 2)))
+    finally:
+        ours.eval()
+        theirs.eval()
+    mine, released = torch.stack(samples["ours"]), torch.stack(samples["released"])  # (draws, members)
+    assert (mine.std(0) > 0).all(), "dropout changed nothing: no randomness on our side"
+    se = (mine.var(0) / DRAWS + released.var(0) / DRAWS).sqrt()
+    gap = (mine.mean(0) - released.mean(0)).abs()
+    assert (gap <= 4 * se).all(), f"Q mean under dropout: gap {gap.tolist()} vs 4 SE {(4 * se).tolist()}"
+    ratio = mine.std(0) / released.std(0)
+    assert ((ratio > 1 / 1.25) & (ratio < 1.25)).all(), f"Q spread under dropout: ours / released = {ratio.tolist()}"
