@@ -136,7 +136,7 @@ def build_pair(algo: str, task: str, workdir: Path, released_overrides: dict | N
 
     obs_dim, action_dim, episode_length = TASKS[task]
     module = get_algorithm(algo).load()
-    cfg = module.Config(model_size="1.7M", precision="fp32", compute="reference", **our_overrides)
+    cfg = module.Config(**{"model_size": "1.7M", "precision": "fp32", "compute": "reference", **our_overrides})
     torch.manual_seed(0)
     ours = module.Agent(cfg, get_task(task), box(obs_dim), box(action_dim), torch.device("cpu"))
     root = R.cpu_copy(algo, workdir)
