@@ -178,12 +178,11 @@ plans stay cheap on a CPU; ``pytest -m slow`` runs the released defaults."""
 CHAIN = 8
 
 
-def plan_chain(pair: A.Pair, eval_mode: bool, steps: int = CHAIN, seed: int = 0) -> list[tuple[float, float]]:
+def acts_side_by_side(pair: A.Pair, eval_mode: bool, steps: int, seed: int = 0):
     """A warm-started chain of acts on both sides from the same random draws (recorded on ours, replayed into the
-    released code): per step, max |action difference| and max |warm-start difference|."""
+    released code): yields (step, our action, the released action) after each pair of acts."""
     rng = np.random.default_rng(seed)
     pair.ours.reset()
-    out = []
     for step in range(steps):
         obs = rng.standard_normal(pair.obs_dim).astype(np.float32)
         replay = A.RandomReplay()
@@ -192,6 +191,14 @@ def plan_chain(pair: A.Pair, eval_mode: bool, steps: int = CHAIN, seed: int = 0)
         with replay.replaying():
             released = pair.theirs.act(torch.as_tensor(obs), t0=step == 0, eval_mode=eval_mode)
         assert not replay.leftover(), f"step {step}: draws ours made and the released code did not: {replay.leftover()}"
+        yield step, action, released
+
+
+def plan_chain(pair: A.Pair, eval_mode: bool, steps: int = CHAIN, seed: int = 0) -> list[tuple[float, float]]:
+    """:func:`acts_side_by_side` with every action and warm start compared: per step, max |action difference| and
+    max |warm-start difference|."""
+    out = []
+    for step, action, released in acts_side_by_side(pair, eval_mode, steps, seed):
         plan = pair.ours.prev_mean if pair.algo == "tdmpc2" else pair.ours.prev_plan
         close(torch.as_tensor(np.asarray(action)), released, f"{pair.algo} act, step {step}")
         close(plan[0], pair.theirs._prev_mean, f"{pair.algo} warm start, step {step}")
@@ -342,16 +349,7 @@ def test_fast_default_stays_within_the_compute_tolerances_of_the_released_code(a
     light, released_light = LIGHT[algo]
     chain = A.build_pair(algo, "cheetah-run", tmp_path / "chain", released_light, precision="auto", compute="auto",
                          **light)
-    rng = np.random.default_rng(0)
-    chain.ours.reset()
-    moves = []
-    for step in range(4):
-        obs = rng.standard_normal(chain.obs_dim).astype(np.float32)
-        replay = A.RandomReplay()
-        with replay.recording():
-            fast = chain.ours.act(obs, True)
-        with replay.replaying():
-            released = chain.theirs.act(torch.as_tensor(obs), t0=step == 0, eval_mode=True)
-        moves.append(float(np.abs(np.asarray(fast) - released.numpy()).max()))
+    moves = [float(np.abs(np.asarray(fast) - released.numpy()).max())
+             for _, fast, released in acts_side_by_side(chain, True, 4)]
     MAX_DIFFERENCES[f"{algo} act, fast default (bf16/compiled here) vs released fp32"] = max(moves)
     assert max(moves) < 0.15, moves
