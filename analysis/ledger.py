@@ -102,10 +102,9 @@ def _action_repeat(task: str) -> int:
     return TASKS[task].action_repeat
 
 
-def infer_scale(evals: pd.DataFrame, offline: pd.DataFrame | None = None) -> str:
+def infer_scale(evals: pd.DataFrame) -> str:
     """``full`` when every online run's budget is its task's budget in the paper (the registry's), else ``smoke``;
-    offline runs alone count as smoke (the paper's offline runs are far longer than any run this guess could
-    check)."""
+    no online runs (offline runs alone) count as smoke: their length is not checked against the paper's."""
     from envs.registry import TASKS
 
     if evals.empty:
@@ -133,7 +132,7 @@ def load_sources(runs: str | Path | None = None, published: str | Path | None = 
             keys = zip(evals["algorithm"].str.split("@").str[0], evals["task"], evals["seed"].astype(int))
             evals = evals[[k in wanted for k in keys]].reset_index(drop=True)
         own_scale = scale if scale in (C.FULL, C.SMOKE) else (C.FULL if scale == "paper" else
-                                                            infer_scale(evals, data.offline))
+                                                            infer_scale(evals))
         sources.append(C.Source(C.OWN, own_scale, {U.ENV: evals} if not evals.empty else {}, data.runs, data.train,
                                 data.offline, data.offline_runs, reps=reps, seed=seed))
     return sources
