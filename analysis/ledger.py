@@ -35,7 +35,7 @@ from analysis import AnalysisInputError
 from analysis import claims as C
 from analysis import units as U
 from analysis import verdicts as V
-from analysis.load import load_published, load_runs
+from analysis.load import RunSet, load_published, load_runs
 
 LEDGER_FORMAT = 1
 """Version of claims.csv's columns; bumped when a column changes meaning."""
@@ -113,6 +113,14 @@ def infer_scale(evals: pd.DataFrame) -> str:
     return C.FULL if bool((evals["budget"] >= paper).all()) else C.SMOKE
 
 
+def own_source(data: RunSet, scale: str | None = None, reps: int = 2000, seed: int = 0) -> C.Source:
+    """Our run files as a source, from what a loader already read (``RunSet``: its own rows only)."""
+    evals = data.evals[data.evals["source"] == "ours"] if "source" in data.evals.columns else data.evals
+    own_scale = scale if scale in (C.FULL, C.SMOKE) else (C.FULL if scale == "paper" else infer_scale(evals))
+    return C.Source(C.OWN, own_scale, {U.ENV: evals} if not evals.empty else {}, data.runs, data.train,
+                    data.offline, data.offline_runs, reps=reps, seed=seed)
+
+
 def load_sources(runs: str | Path | None = None, published: str | Path | None = None,
                  step_units: Mapping[str, str] | Iterable[str] | None = None, scale: str | None = None,
                  expected: list[tuple[str, str, int]] | None = None, reps: int = 2000,
@@ -126,15 +134,12 @@ def load_sources(runs: str | Path | None = None, published: str | Path | None = 
                                 seed=seed))
     if runs is not None:
         data = load_runs(runs, expected=expected)
-        evals = data.evals
-        if expected is not None and not evals.empty:
+        if expected is not None and not data.evals.empty:
             wanted = {(n, t, int(s)) for n, t, s in expected}
-            keys = zip(evals["algorithm"].str.split("@").str[0], evals["task"], evals["seed"].astype(int))
-            evals = evals[[k in wanted for k in keys]].reset_index(drop=True)
-        own_scale = scale if scale in (C.FULL, C.SMOKE) else (C.FULL if scale == "paper" else
-                                                            infer_scale(evals))
-        sources.append(C.Source(C.OWN, own_scale, {U.ENV: evals} if not evals.empty else {}, data.runs, data.train,
-                                data.offline, data.offline_runs, reps=reps, seed=seed))
+            keys = zip(data.evals["algorithm"].str.split("@").str[0], data.evals["task"],
+                       data.evals["seed"].astype(int))
+            data.evals = data.evals[[k in wanted for k in keys]].reset_index(drop=True)
+        sources.append(own_source(data, scale, reps, seed))
     return sources
 
 

@@ -289,7 +289,12 @@ def analyze(out: str | Path, runs: str | Path | None = None, published: str | Pa
         written += online_scaling()
     ledger_lines: list[str] = []
     if claims:
-        sources = L.load_sources(runs, published, step_units, scale, expected, reps, seed)
+        # our runs as gather() read them (filtered to ``expected`` and ``algorithms``); the released curves again,
+        # under both step-unit readings
+        sources = [] if published is None else L.load_sources(published=published, step_units=step_units,
+                                                               reps=reps, seed=seed)
+        if runs is not None:
+            sources.append(L.own_source(data, scale, reps, seed))
         ledger = L.build_ledger(sources, cost)
         written += L.write_ledger(ledger, out, banner, save)
         ledger_lines = L.summary_lines(ledger)
