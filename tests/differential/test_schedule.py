@@ -36,9 +36,9 @@ in one event stream:
 
 Both streams are reduced by one function (:func:`measure`) to the same quantities, and ``test_schedule_table``
 asserts every row of one table (quantity, released, ours, relation): equal, or — where ours departs on purpose — the
-documented relation, the row naming the document; rows marked UNDOCUMENTED hold the relation measured when this file
-was written for a difference no document lists (reported to the maintainers, not fixed here): a change in either
-loop fails the row. On failure the whole table is printed. The default number of seed steps is compared apart
+documented relation, the row naming the document; the rows marked "README Departures (seeding boundary)" hold the
+relation this file measured for differences no document listed before it (now a row of README.md's "Departures from
+the released code", not fixed yet): a change in either loop fails the row. On failure the whole table is printed. The default number of seed steps is compared apart
 from the runs: the released ``make_env`` cannot run under gymnasium 1.x, so its ``cfg.seed_steps = ...`` statement
 is read from the released file and evaluated for each episode length our registry holds.
 
@@ -466,16 +466,16 @@ def schedule_rows(s: Scenario, rel: dict[str, Any], ours: dict[str, Any], releas
     S, T, r = s.seed_steps, s.steps, s.action_repeat
     rows = [
         Row(f"random-action agent steps (seed steps S={S})", rel["random_steps"], ours["random_steps"],
-            "UNDOCUMENTED: released = ours + 1 = S + 1 (released acts at random while step <= S, ours while < S)",
+            "README Departures (seeding boundary): released = ours + 1 = S + 1 (released acts at random while step <= S, ours while < S)",
             rel["random_steps"] == ours["random_steps"] + 1 == S + 1),
         Row("first agent step acted by the agent (1-based)", rel["first_agent_step"], ours["first_agent_step"],
-            "UNDOCUMENTED: released = ours + 1 = S + 2",
+            "README Departures (seeding boundary): released = ours + 1 = S + 2",
             rel["first_agent_step"] == ours["first_agent_step"] + 1 == S + 2),
         Row("random actions after the agent started", rel["random_after_agent"], ours["random_after_agent"],
             "equal (none)", rel["random_after_agent"] is ours["random_after_agent"] is False),
         Row("agent step of the pretraining updates (transitions collected)", rel["seeding_burst_step"],
             ours["seeding_burst_step"],
-            "UNDOCUMENTED: released = ours + 1 = S + 1 (released pretrains after its (S+1)-th step)",
+            "README Departures (seeding boundary): released = ours + 1 = S + 1 (released pretrains after its (S+1)-th step)",
             rel["seeding_burst_step"] == ours["seeding_burst_step"] + 1 == S + 1),
         Row("pretraining updates (released: the burst at step == seed_steps; ours: Agent.on_seeding_done's)",
             rel["seeding_burst_updates"], ours["pretrain_phase_updates"], "equal = S",
@@ -487,7 +487,7 @@ def schedule_rows(s: Scenario, rel: dict[str, Any], ours: dict[str, Any], releas
             rel["replayed_at_pretraining"] == ours["replayed_at_pretraining"]
             == [s.episode_length] * (S // s.episode_length)),
         Row("updates made at the seeding-end step", rel["seeding_burst_updates"], ours["seeding_burst_updates"],
-            "UNDOCUMENTED: ours = released + 1 (ours adds that step's regular update after the S pretraining ones; "
+            "README Departures (seeding boundary): ours = released + 1 (ours adds that step's regular update after the S pretraining ones; "
             "released's S replace it)", ours["seeding_burst_updates"] == rel["seeding_burst_updates"] + 1 == S + 1),
         Row("updates per agent step after the seeding-end step", rel["later_burst_sizes"], ours["later_burst_sizes"],
             f"equal = 1 (= 1/{r} per env step)", rel["later_burst_sizes"] == ours["later_burst_sizes"] == [1]),
@@ -496,10 +496,10 @@ def schedule_rows(s: Scenario, rel: dict[str, Any], ours: dict[str, Any], releas
             rel["every_step_after_seeding_updates"] is ours["every_step_after_seeding_updates"] is True),
         Row(f"training agent steps of a run of steps={T} agent steps (ours: steps={T * r} env steps)",
             rel["transitions"], ours["transitions"],
-            "UNDOCUMENTED: released = ours + 1 (released loops while step <= steps; the extra step starts an "
+            "README Departures (seeding boundary): released = ours + 1 (released loops while step <= steps; the extra step starts an "
             "episode that never enters the replay)", rel["transitions"] == ours["transitions"] + 1 == T + 1),
         Row("total updates of the run", rel["total_updates"], ours["total_updates"],
-            "UNDOCUMENTED: ours = released + 1 = steps + 1 (the seeding-end row; the extra released step has one)",
+            "README Departures (seeding boundary): ours = released + 1 = steps + 1 (the seeding-end row; the extra released step has one)",
             ours["total_updates"] == rel["total_updates"] + 1 == T + 1),
         Row("agent steps at which an episode enters the replay", rel["replay_steps"], ours["replay_steps"],
             "equal (the episode's last step; released: at the start of the next loop step)",
@@ -531,7 +531,7 @@ def schedule_rows(s: Scenario, rel: dict[str, Any], ours: dict[str, Any], releas
             rel["eval_lengths"], ours["eval_lengths"], "equal = episode length",
             rel["eval_lengths"] == ours["eval_lengths"] == [s.episode_length]),
         Row("updates made before each evaluation", rel["updates_before_eval"], ours["updates_before_eval"],
-            "UNDOCUMENTED: at agent step k, released k-1 if k > S else 0 (it evaluates before that step's "
+            "README Departures (seeding boundary): at agent step k, released k-1 if k > S else 0 (it evaluates before that step's "
             "update), ours k+1 if k >= S else 0: ours = released + 2 after seeding",
             rel["updates_before_eval"] == [k - 1 if k > S else 0 for k in rel["eval_agent_steps"]]
             and ours["updates_before_eval"] == [k + 1 if k >= S else 0 for k in ours["eval_agent_steps"]]),
