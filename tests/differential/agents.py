@@ -126,11 +126,12 @@ def box(dim: int) -> gym.spaces.Box:
     return gym.spaces.Box(-1.0, 1.0, (dim,), np.float32)
 
 
-def build_pair(algo: str, task: str, workdir: Path, released_overrides: dict | None = None,
+def build_pair(algo: str, task: str, workdir: Path, released_overrides: dict | None = None, device: str = "cpu",
                **our_overrides) -> Pair:
     """Both agents at the 1.7M preset on ``task`` (``TASKS``), ours from its defaults in fp32 on the reference
     compute path (plus ``our_overrides``), theirs from its config (plus ``released_overrides``, set before its
-    parser runs); our weights copied into theirs."""
+    parser runs); our weights copied into theirs. ``device="cuda"`` runs the released code as released (its
+    ``'cuda:0'``, capturable Adam) beside ours on CUDA (tests/differential/cuda_numerics.py)."""
     from algorithms.registry import get_algorithm
     from envs import get_task
 
@@ -138,14 +139,14 @@ def build_pair(algo: str, task: str, workdir: Path, released_overrides: dict | N
     module = get_algorithm(algo).load()
     cfg = module.Config(**{"model_size": "1.7M", "precision": "fp32", "compute": "reference", **our_overrides})
     torch.manual_seed(0)
-    ours = module.Agent(cfg, get_task(task), box(obs_dim), box(action_dim), torch.device("cpu"))
-    root = R.cpu_copy(algo, workdir)
+    ours = module.Agent(cfg, get_task(task), box(obs_dim), box(action_dim), torch.device(device))
+    root = R.cpu_copy(algo, workdir, "cuda:0" if device == "cuda" else device)
     released_cfg = R.released_config(algo, root, task, obs_dim, action_dim, episode_length,
                                      **(released_overrides or {}))
     name, cls = R.AGENT_MODULES[algo]
     modules = R.import_released(root, [name, "common.world_model", "common.math"])
-    # README (released-code): the meta-device template refuses .to() on a CPU-only torch; nothing needs moving.
-    modules.world_model.WorldModel.to = lambda self, *args, **kwargs: self
+    if device == "cpu":  # README (released-code): the meta-device template refuses .to() on a CPU-only torch
+        modules.world_model.WorldModel.to = lambda self, *args, **kwargs: self
     theirs = getattr(getattr(modules, name), cls)(released_cfg)
     load_into_released(ours.model, theirs.model)
     if algo == "mbdpo":
