@@ -109,6 +109,14 @@ def load_into_released(model: torch.nn.Module, released_model: torch.nn.Module) 
             current[name].copy_(value)
 
 
+def _to_skipping_meta(self, *args, **kwargs):
+    """The released ``WorldModel.to`` (move, then ``init()`` the Q views), leaving meta-device templates alone."""
+    device, dtype, *_ = torch._C._nn._parse_to(*args, **kwargs)
+    torch.nn.Module._apply(self, lambda t: t if t.is_meta else t.to(device=device, dtype=dtype or t.dtype))
+    self.init()
+    return self
+
+
 @dataclass
 class Pair:
     """Our agent and the released one on one task, with identical weights."""
@@ -145,8 +153,9 @@ def build_pair(algo: str, task: str, workdir: Path, released_overrides: dict | N
                                      **(released_overrides or {}))
     name, cls = R.AGENT_MODULES[algo]
     modules = R.import_released(root, [name, "common.world_model", "common.math"])
-    if device == "cpu":  # README (released-code): the meta-device template refuses .to() on a CPU-only torch
-        modules.world_model.WorldModel.to = lambda self, *args, **kwargs: self
+    # README (released-code): with this tensordict, .to() refuses the Q ensemble's meta-device template; move
+    # every tensor that has data (nothing on a CPU) and rebuild the Q views as the released .to() does
+    modules.world_model.WorldModel.to = _to_skipping_meta
     theirs = getattr(getattr(modules, name), cls)(released_cfg)
     load_into_released(ours.model, theirs.model)
     if algo == "mbdpo":
