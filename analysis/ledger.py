@@ -231,7 +231,8 @@ def _headline_row(rows: pd.DataFrame) -> pd.DataFrame:
         if len(hit):
             first = hit.iloc[0]
             return hit[(hit["statistic"] == first["statistic"]) & (hit["source"] == first["source"])]
-    first = rows.iloc[0]
+    measured = rows[np.isfinite(rows["value"].astype(float))]
+    first = (measured if len(measured) else rows).iloc[0]
     return rows[(rows["part"] == first["part"]) & (rows["statistic"] == first["statistic"])
                 & (rows["source"] == first["source"])]
 
@@ -278,6 +279,10 @@ def decide_text(claim: C.Claim, rows: pd.DataFrame, verdict: str) -> str:
         per_part = finite.sort_values("n_needed").drop_duplicates(["source", "part", "statistic"], keep="last")
         hours = (f"; {_hours_text(per_part['gpu_hours'].sum())} GPU-h or "
                  f"{_hours_text(per_part['cpu_hours'].sum())} CPU-h for all undecided parts")
+    if worst["n_needed"] > NEGLIGIBLE * worst["n"]:
+        return (f"estimate: more than {NEGLIGIBLE}× the {worst['unit']} (now {int(worst['n'])}) for "
+                f"'{worst['part']}' ({worst['source']}): the observed effect is negligible against its spread, so "
+                "more of the same runs will not decide it")
     return (f"estimate: ≈{int(worst['n_needed'])} {worst['unit']} (now {int(worst['n'])}) for '{worst['part']}' "
             f"({worst['source']}){hours}")
 
@@ -306,6 +311,11 @@ def domain_verdicts(rows: pd.DataFrame) -> pd.DataFrame:
     order = {d: i for i, d in enumerate(sorted(frame["domain"].unique(), key=lambda d: (d == C.ALL, d)))}
     return frame.sort_values(["source", "domain"], key=lambda c: c.map(order) if c.name == "domain" else c) \
         .reset_index(drop=True)
+
+
+NEGLIGIBLE = 100
+"""A power estimate beyond this many times the units a statistic has is reported as 'negligible effect', not as a
+number of seeds nobody would run."""
 
 
 def _hours_text(hours: float) -> str:
@@ -379,7 +389,9 @@ def claims_markdown(ledger: Ledger, banner: str | None = None) -> str:
                 decide = "more levels (±1 over two)"
             elif first["part_verdict"] == V.UNDECIDED and g["n_needed"].notna().any():
                 n = g["n_needed"].max()
-                decide = "∞ (effect at threshold)" if not math.isfinite(n) else f"≈{int(n)} {first['unit']}"
+                decide = ("∞ (effect at threshold)" if not math.isfinite(n) else
+                          f"> {NEGLIGIBLE}× (negligible effect)" if n > NEGLIGIBLE * first["n"] else
+                          f"≈{int(n)} {first['unit']}")
             parts.append([source, first["scale"], part, f"{statistic} {first['direction']} {first['threshold']:g}",
                           "; ".join(f"{r.reading}: {_ci_text(r)}" for r in g.itertuples()), first["part_verdict"],
                           f"{int(first['n_tasks'])} × {first['seeds']}", first["steps"], decide, first["note"] or ""])

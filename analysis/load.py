@@ -213,11 +213,11 @@ def load_runs(root: str | Path, expected: Iterable[tuple[str, str, int]] | None 
         except (OSError, ValueError, TypeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
             problems.append(_problem("corrupt", eval_path, f"cannot read evaluations: {exc}", name, task, seed))
             continue
-        meta = {"algorithm": name, "algo": info.get("algo", name), "task": task, "seed": seed,
+        # run.json's facts win over config keys of the same name (config.yaml's device may say "auto")
+        meta = {**_flatten(config), "algorithm": name, "algo": info.get("algo", name), "task": task, "seed": seed,
                 "status": info.get("status", ""), "config_hash": info.get("config_hash", ""),
                 "env_steps_done": info.get("env_steps_done"), "total_env_steps": info.get("total_env_steps"),
-                "wall_time_s": info.get("wall_time_s"), "device": info.get("device", ""), "path": str(run_dir),
-                **_flatten(config)}
+                "wall_time_s": info.get("wall_time_s"), "device": info.get("device", ""), "path": str(run_dir)}
         runs.append(meta)
         if meta["status"] != "finished":
             problems.append(_problem("incomplete", run_dir, f"run status is {meta['status']!r}: " + (

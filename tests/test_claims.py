@@ -4,6 +4,7 @@ simulation, claims.md parsing, and the entry points (`mbdpo-bench claims`, `anal
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
@@ -177,11 +178,15 @@ def test_own_runs_give_c5_c7_with_device_and_c2_says_why_not(tmp_path):
     table = synthetic.curves(["mbdpo", "tdmpc2"], ["cartpole-balance", "walker-walk"], seeds=(1, 2), points=3)
     table["step"] = table["step"] // 1000  # smoke-sized: 3 evaluations over a few thousand steps
     runs = synthetic.write_runs(tmp_path / "runs", table)
+    for info in runs.glob("*/*/*/run.json"):  # the trainer records the resolved device; config.yaml says "auto"
+        info.write_text(json.dumps({**json.loads(info.read_text()), "device": "cpu"}))
+        config = info.parent / "config.yaml"
+        config.write_text(config.read_text() + "device: auto\n")
     ledger = L.build_ledger(L.load_sources(runs=runs, reps=REPS))
     rows = ledger.rows
     assert set(rows.loc[rows["claim"] == "C5", "statistic"]) >= {"mean cross-TD error ratio"}
     c7 = rows[rows["claim"] == "C7"]
-    assert len(c7) and c7["note"].str.contains("device: not recorded").all()
+    assert len(c7) and c7["note"].str.startswith("device: cpu").all()
     c2 = rows[rows["claim"] == "C2"]
     assert (c2["verdict"] == V.NOT_TESTED).all() and c2["note"].str.contains("evaluation").all()
     assert set(rows.loc[rows["source"] == C.OWN, "scale"]) == {C.SMOKE}
@@ -276,3 +281,18 @@ def test_a_single_seed_is_no_evidence(tmp_path):
     assert len(c6) and (c6["verdict"] == V.UNDECIDED).all()
     assert c6["note"].str.contains("no CI").all()
     assert ledger.summary.set_index("claim").loc["C6", "verdict"] == V.UNDECIDED
+
+
+def test_a_negligible_effect_is_not_priced_in_seeds():
+    """An effect far inside its spread would need absurd seed counts: the ledger says so instead of a number."""
+    claim = C.CLAIMS["C5"]
+    row = {c: None for c in L.LEDGER_COLUMNS}
+    row.update(claim="C5", part="mbdpo vs tdmpc2", source=C.OWN, scale=C.SMOKE, statistic="ratio", value=1.001,
+               low=0.9, high=1.1, threshold=1.0, direction="<", verdict=V.UNDECIDED, part_verdict=V.UNDECIDED,
+               n=2, unit=C.SEEDS_UNIT, n_needed=V.runs_to_decide(2, 1.001, 0.9, 1.1, 1.0), gpu_hours=1e6,
+               cpu_hours=1e7)
+    assert row["n_needed"] > L.NEGLIGIBLE * 2
+    text = L.decide_text(claim, pd.DataFrame([row]), V.UNDECIDED)
+    assert "negligible" in text and "≈" not in text
+    row.update(value=1.3, low=0.95, high=1.65, n_needed=V.runs_to_decide(2, 1.3, 0.95, 1.65, 1.0))
+    assert "≈" in L.decide_text(claim, pd.DataFrame([row]), V.UNDECIDED)
