@@ -353,3 +353,21 @@ def test_fast_default_stays_within_the_compute_tolerances_of_the_released_code(a
              for _, fast, released in acts_side_by_side(chain, True, 4)]
     MAX_DIFFERENCES[f"{algo} act, fast default (bf16/compiled here) vs released fp32"] = max(moves)
     assert max(moves) < 0.15, moves
+
+
+@pytest.mark.parametrize("reading", [{"sampler": "ddpm"}, {"weighting": "softmax"}], ids=["ddpm", "softmax"])
+def test_paper_text_readings_are_caught(reading, tmp_path):
+    """Our options for the paper text's readings (the stochastic DDPM sampler from N(0, I); a plain softmax of
+    returns for the MC weights) are not the released algorithm, and the plan comparison says so: over 3 acts the
+    actions move by more than the tolerance, or the two sides draw different random numbers."""
+    R.require_released()
+    ours, theirs = LIGHT["mbdpo"]
+    pair = A.build_pair("mbdpo", "cartpole-balance", tmp_path, theirs, **ours, **reading)
+    moves = []
+    try:
+        for _, action, released in acts_side_by_side(pair, True, 3):
+            moves.append(float(np.abs(np.asarray(action) - released.numpy()).max()))
+    except AssertionError as mismatch:  # the draws differ: caught as well
+        assert "draw" in str(mismatch)
+        return
+    assert max(moves) > 10 * ATOL, f"{reading}: acts agree with the released code ({moves})"
