@@ -50,7 +50,8 @@ def _tasks(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from algorithms.common.config import parse_overrides
-    from algorithms.common.trainer import build_config, train
+    from algorithms.common.configure import build_config
+    from algorithms.common.run import train
 
     overrides = parse_overrides(args.overrides)
     if args.offline is not None:
@@ -66,7 +67,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from algorithms.common.trainer import evaluate_checkpoint
+    from algorithms.commands.evaluate import evaluate_checkpoint
 
     result = evaluate_checkpoint(Path(args.run_dir), Path(args.checkpoint) if args.checkpoint else None,
                                  args.episodes, args.device)
@@ -75,7 +76,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from algorithms.common.checks import available_checks, run_check
+    from algorithms.commands.checks import available_checks, run_check
     from algorithms.common.config import parse_overrides
 
     if args.list:
@@ -215,7 +216,7 @@ def _latent_outputs(args: argparse.Namespace) -> tuple[list[Path], list[str]]:
 
 
 def _export_latents(args: argparse.Namespace) -> int:
-    from algorithms.common.latents import export_latents
+    from algorithms.commands.latents import export_latents
 
     tasks = [t for t in args.tasks.split(",") if t] if args.tasks else None
     path = export_latents(args.run_dir, args.out, checkpoint=args.checkpoint, episodes=args.episodes,
@@ -282,7 +283,7 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def _collect(args: argparse.Namespace) -> int:
-    from offline.collect import collect
+    from algorithms.commands.collect import collect
 
     manifest = collect(args.run_dirs, args.out, source=args.source, episodes=args.episodes, noise_std=args.noise,
                        seed=args.seed, device=args.device)
@@ -497,10 +498,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from algorithms.common.checkpoint import CheckpointError
     from algorithms.common.config import ConfigError
-    from algorithms.common.trainer import NonFiniteLossError, RunError, RunInterrupted
+    from algorithms.common.health import NonFiniteLossError
+    from algorithms.common.runfolder import RunError, RunInterrupted
     from analysis import AnalysisInputError
     from envs import SuiteNotInstalledError, UnknownTaskError
-    from algorithms.common.latents import LatentExportError
+    from algorithms.commands.latents import LatentExportError
     from offline.dataset import DatasetError
 
     parser = build_parser()

@@ -1,5 +1,5 @@
 """Fig. 23: the learned task embeddings of a multi-task checkpoint, projected to 2-D with t-SNE; and the latent
-trajectories of its rollouts (``mbdpo-bench export-latents`` writes them, algorithms/common/latents.py), projected
+trajectories of its rollouts (``mbdpo-bench export-latents`` writes them, algorithms/commands/latents.py), projected
 to 2-D with PCA, coloured by task. Nothing here builds a model: the analysis reads checkpoints and ``.npz`` files."""
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def tsne_embedding(weights: np.ndarray, tasks: Sequence[str], seed: int = 0,
 
 
 LATENT_KEYS = ("z", "task_id", "episode", "step", "tasks", "task_embedding")
-"""Arrays :func:`load_latents` needs (algorithms/common/latents.py ``NPZ_KEYS`` writes them and more)."""
+"""Arrays :func:`load_latents` needs (algorithms/commands/latents.py ``NPZ_KEYS`` writes them and more)."""
 
 
 def load_latents(path: str | Path) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from algorithms.common.runfiles import atomic_write
+from fileio import atomic_write
 
 DOMAIN_ORDER = ("DMControl", "MetaWorld", "ManiSkill2", "MyoSuite", "Visual RL", "All")
 ALGORITHM_ORDER = ("mbdpo", "tdmpc2", "dreamerv3", "sac", "tdmpc")

@@ -41,7 +41,7 @@ PROBLEM_COLUMNS = ["kind", "path", "algorithm", "task", "seed", "message"]
 OFFLINE_COLUMNS = ["source", "algorithm", "name", "dataset", "model_size", "params", "task", "suite", "domain", "seed",
                    "step", "step_unit", "return", "success", "score", "total_steps", "config_hash", "path"]
 OFFLINE_STEP_UNIT = "update"
-"""run.json ``step_unit`` of an offline run (algorithms/common/offline_trainer.py ``STEP_UNIT``)."""
+"""run.json ``step_unit`` of an offline run (algorithms/common/runfiles.py ``OFFLINE_STEP_UNIT``)."""
 OFFLINE_FORMAT_VERSION = 3
 
 PRESET_PARAMETERS: dict[str, int] = {"1.7M": 1_435_067, "6M": 5_389_930, "21M": 18_970_218, "54M": 48_791_146,

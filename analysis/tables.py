@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from algorithms.common.runfiles import atomic_write_text as _atomic_write_text
+from fileio import atomic_write_text as _atomic_write_text
 from analysis.figures import DOMAIN_ORDER, display_name, ordered
 
 PER_DOMAIN_COLUMNS = ["algorithm", "domain", "n_tasks", "step", "mean", "mean_low", "mean_high", "iqm", "iqm_low",

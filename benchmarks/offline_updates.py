@@ -4,7 +4,7 @@ A synthetic dataset of three tasks with DMControl's sizes (observations 5/6/24, 
 walker) is written in the offline format (``offline.dataset.write_dataset``, random values: the cost does not
 depend on them) and opened through its memory-mapped cache; each update samples ``--batch-size``
 sub-trajectories from the cache (``sample_ms``) and runs the agent's multi-task update on them (``ms_per_update``
-includes the sampling), as ``algorithms.common.offline_trainer`` does. TD-MPC2 and MBDPO (released defaults:
+includes the sampling), as ``algorithms.common.offline_loop`` does. TD-MPC2 and MBDPO (released defaults:
 energy and score network inside the joint loss) are timed in alternating repeats at each preset, so their
 ratio is the comparable figure on a noisy machine. Prints ``updates_per_s``, ``ms_per_update`` and
 ``sample_ms`` per (algorithm, preset), medians over ``--repeats``.

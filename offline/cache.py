@@ -37,9 +37,9 @@ from typing import Any
 
 import numpy as np
 
-from algorithms.common.runfiles import file_sha256
+from fileio import file_sha256
 
-from algorithms.common.buffer import Batch
+from offline.batch import Batch
 from offline.dataset import MANIFEST, DatasetError, iter_episodes, read_manifest, source_fingerprint
 
 CACHE_FORMAT_VERSION = 1

@@ -51,7 +51,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from algorithms.common.runfiles import file_sha256
+from fileio import file_sha256
 
 FORMAT = "mbdpo-offline-dataset"
 FORMAT_VERSION = 1
@@ -273,6 +273,11 @@ def write_dataset(path: str | Path, tasks: list[str], obs_dims: list[int], actio
 
 
 # --- reading ---------------------------------------------------------------------------------------------
+
+def manifest_digest(path: str | Path) -> str:
+    """SHA-256 of the dataset's manifest, which records every file's SHA-256: the data a run trained on."""
+    return hashlib.sha256((Path(path) / MANIFEST).read_bytes()).hexdigest()
+
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
     """The dataset's manifest, checked for format, version and consistency (DatasetError otherwise)."""

@@ -9,14 +9,14 @@ list, or a mapping with a ``tasks`` list) give the names, each checked against t
 ``require_available`` says which of them this machine cannot create, and why. ``resolve_task_set`` does both,
 which is what a command that will create the tasks' environments wants.
 
-Every problem raises ``TaskSetError``, a ``ConfigError``: the command line prints it as one line and exits 2.
+Every problem raises ``TaskSetError``, a ``DatasetError``: the command line prints it as one line and exits 2.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from algorithms.common.config import ConfigError
+from offline.dataset import DatasetError
 
 DMC_ORIGINAL = (
     "walker-stand", "walker-walk", "walker-run", "cheetah-run", "reacher-easy", "reacher-hard", "acrobot-swingup",
@@ -51,9 +51,9 @@ TASK_SETS: dict[str, tuple[str, ...]] = {
 }
 
 
-class TaskSetError(ConfigError):
+class TaskSetError(DatasetError):
     """A task list that cannot be used (unknown names, duplicates, tasks this machine cannot create); a
-    ConfigError so that the command line reports it as one line, exit code 2."""
+    DatasetError so that the command line reports it as one line, exit code 2."""
 
 
 def resolve_tasks(spec: str | list[str] | tuple[str, ...]) -> list[str]:

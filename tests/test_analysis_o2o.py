@@ -227,7 +227,7 @@ def test_export_latents_from_a_dataset_matches_the_checkpoints_encoder(offline_r
 
 def test_export_latents_rollouts_and_figure(offline_run, tmp_path):
     from algorithms.cli import main
-    from algorithms.common.latents import LatentExportError, export_latents
+    from algorithms.commands.latents import LatentExportError, export_latents
     from analysis.embedding import latent_projection, latent_trajectories_figure, load_latents
 
     run, _ = offline_run

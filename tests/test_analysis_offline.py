@@ -18,7 +18,8 @@ import pytest
 
 from algorithms.common.config import OfflineConfig, RunConfig, dump_yaml
 from algorithms.common.memory import MemoryEstimate
-from algorithms.common.offline_trainer import OFFLINE_EVAL_COLUMNS, OfflineTrainer
+from algorithms.common.offline_loop import OfflineTrainer
+from algorithms.common.runfiles import OFFLINE_EVAL_COLUMNS
 from algorithms.registry import get_algorithm
 from analysis import offline as O
 from analysis import report, synthetic
@@ -44,7 +45,7 @@ def score_of(algo: str, size: str, task: str, seed: int, step: int) -> float:
 
 def write_offline_run(results: Path, algo: str, size: str, seed: int, status: str = "finished",
                       steps: list[int] = STEPS, tasks: list[str] = TASKS) -> Path:
-    """One offline run folder in the layout of algorithms/common/offline_trainer.py (format 3)."""
+    """One offline run folder in the layout of algorithms/common/offline_loop.py (format 3)."""
     name = f"{algo}-offline-{size}"
     run_dir = results / "runs" / name / DATASET / str(seed)
     run_dir.mkdir(parents=True)
@@ -242,7 +243,7 @@ def test_mbdpo_preset_parameters_are_counted_from_the_model():
     import gymnasium as gym
 
     from algorithms.common.memory import estimate_memory
-    from algorithms.common.trainer import build_config
+    from algorithms.common.configure import build_config
     from algorithms.registry import get_algorithm
     from analysis.load import MBDPO_PRESET_PARAMETERS
     from envs.registry import get_task

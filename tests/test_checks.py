@@ -3,7 +3,7 @@ import json
 import pytest
 
 from algorithms.cli import main
-from algorithms.common.checks import available_checks, judge, load_check
+from algorithms.commands.checks import available_checks, judge, load_check
 from algorithms.common.config import ConfigError
 
 

@@ -14,7 +14,8 @@ import torch
 from algorithms.cli import main
 from algorithms.common.buffer import ReplayBuffer
 from algorithms.common.config import ConfigError
-from algorithms.common.trainer import _differences, _semantic
+from algorithms.common.configure import differences as _differences
+from algorithms.common.configure import semantic as _semantic
 from algorithms.mbdpo.agent import Agent as MBDPOAgent
 from algorithms.mbdpo.agent import Config as MBDPOConfig
 from algorithms.tdmpc2.agent import Agent, Config
@@ -220,7 +221,7 @@ def test_run_records_the_resolved_compute_path_and_refuses_to_mix(tmp_path, caps
     assert f"agent.precision: '{precision}' -> '{other}'" in capsys.readouterr().err
     info = json.loads((run / "run.json").read_text())
     assert info["status"] == "finished"
-    from algorithms.common.trainer import evaluate_checkpoint
+    from algorithms.commands.evaluate import evaluate_checkpoint
 
     result = evaluate_checkpoint(run, episodes=1)  # re-evaluated with the recorded compute path
     assert result["env_step"] == 2000 and np.isfinite(result["episode_return"])

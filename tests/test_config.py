@@ -1,7 +1,7 @@
 import pytest
 
 from algorithms.common.config import ConfigError, RunConfig, apply_overrides, coerce, config_hash, parse_overrides
-from algorithms.common.trainer import build_config
+from algorithms.common.configure import build_config
 from algorithms.sac import Config as SACConfig
 
 
@@ -82,7 +82,7 @@ def test_unknown_logger_is_named(tmp_path):
 
 def test_render_shadows_key_defaults_on_and_reaches_make_env(monkeypatch, tmp_path):
     """FIDELITY.md D5: shadows on by default (as released); ``render_shadows=false`` reaches make_env."""
-    from algorithms.common import trainer
+    from algorithms.common import online_loop as trainer
 
     assert build_config("sac").render_shadows is True
     cfg = build_config("sac", overrides={"render_shadows": "false", "task": "cartpole-swingup", "obs": "rgb"})

@@ -223,7 +223,9 @@ def test_durations_read_as_sizes(seconds, text):
 ])
 def test_a_large_estimate_names_the_lighter_cpu_settings(algo, expected, tmp_path, capsys):
     """The defaults (GPU-scale) with the timing of a CPU (monkeypatched: 400 ms per act, 200 ms per update)."""
-    from algorithms.common.trainer import OnlineTrainer, build_config, make_run_dir
+    from algorithms.common.configure import build_config
+    from algorithms.common.online_loop import OnlineTrainer
+    from algorithms.common.runfolder import make_run_dir
 
     cfg = build_config(algo, None, {"task": "cartpole-balance", "steps": "20000", "results_dir": str(tmp_path),
                                     "device": "cpu", "threads": "1"})
@@ -262,7 +264,9 @@ def test_settings_already_light_are_not_suggested_again():
 
 
 def test_no_estimate_on_a_gpu_device(tmp_path, capsys, monkeypatch):
-    from algorithms.common.trainer import OnlineTrainer, build_config, make_run_dir
+    from algorithms.common.configure import build_config
+    from algorithms.common.online_loop import OnlineTrainer
+    from algorithms.common.runfolder import make_run_dir
 
     cfg = build_config("sac", None, {"task": "cartpole-balance", "results_dir": str(tmp_path), "device": "cpu",
                                      "hidden_dim": "32"})

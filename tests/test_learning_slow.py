@@ -3,7 +3,7 @@
 
 import pytest
 
-from algorithms.common.checks import run_check
+from algorithms.commands.checks import run_check
 
 
 @pytest.mark.slow

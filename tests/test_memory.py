@@ -16,7 +16,7 @@ import torch
 from algorithms.common.buffer import Batch
 from algorithms.common.config import ConfigError
 from algorithms.common.memory import MemoryEstimate, check_memory, estimate_memory, parse_memory_limit
-from algorithms.common.trainer import build_config
+from algorithms.common.configure import build_config
 from algorithms.registry import get_algorithm
 from envs.registry import get_task
 

@@ -17,7 +17,9 @@ import torch
 
 from algorithms.cli import main
 from algorithms.common.checkpoint import CheckpointManager
-from algorithms.common.trainer import OnlineTrainer, build_config, make_run_dir
+from algorithms.common.configure import build_config
+from algorithms.common.online_loop import OnlineTrainer
+from algorithms.common.runfolder import make_run_dir
 from envs import get_task, make_env
 from offline.dataset import write_dataset
 from tests.test_offline_train import AGENT, random_episodes

@@ -16,7 +16,7 @@ from algorithms.cli import main
 from algorithms.common.checkpoint import CheckpointManager
 from algorithms.common.config import ConfigError
 from offline.cache import open_dataset
-from offline.collect import CollectError, episodes_from_buffer
+from algorithms.commands.collect import CollectError, episodes_from_buffer
 from offline.dataset import DatasetError, read_dataset, read_manifest, write_dataset
 from offline.tasksets import MT30, MT80, TaskSetError, resolve_task_set
 
@@ -212,7 +212,7 @@ def test_collect_bad_input_is_one_line(runs, dataset, tmp_path, capsys):
         assert err.count("\n") == 1 and named in err, err
         assert index == 1 or not Path(out).exists()
     with pytest.raises(CollectError, match="--noise applies to --from policy"):
-        from offline.collect import collect
+        from algorithms.commands.collect import collect
 
         collect([runs["cheetah-run"]], tmp_path / "x", noise_std=0.1)
 
@@ -225,7 +225,7 @@ def test_task_sets(monkeypatch):
     assert resolve_task_set(["cartpole-balance"]) == ["cartpole-balance"]
     with pytest.raises(TaskSetError, match="unknown task 'cheetah-runn'.*nearest: cheetah-run"):
         resolve_task_set("cheetah-runn,walker-walk")
-    assert issubclass(TaskSetError, ConfigError)  # the CLI prints it as one line, exit 2
+    assert issubclass(TaskSetError, DatasetError)  # the CLI prints it as one line, exit 2
     import envs
 
     real = envs.availability

@@ -345,7 +345,8 @@ def test_scaling_plan_names_the_missing_dataset(tmp_path):
 
 
 def test_config_file_key_and_evaluate_refusal(reference_runs, dataset, tmp_path, capsys):
-    from algorithms.common.trainer import build_config, run_dir_for
+    from algorithms.common.configure import build_config
+    from algorithms.common.runfolder import run_dir_for
 
     config = tmp_path / "offline.yaml"
     config.write_text(f"algo: mbdpo\nsteps: 50\nresults_dir: {tmp_path}\noffline:\n  dataset: {dataset}\n")

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from algorithms.cli import main
-from algorithms.common import trainer as trainer_module
+from algorithms.common import online_loop as trainer_module
 from algorithms.common.checkpoint import CheckpointError, CheckpointManager
+from algorithms.common.health import floating_tensors
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -299,7 +300,7 @@ def test_sigterm_during_set_up_marks_the_run_interrupted(tiny_sac_args, monkeypa
 
 
 def _checkpoint_tensors(path: Path):
-    return trainer_module.floating_tensors(CheckpointManager.load(path)["agent"])
+    return floating_tensors(CheckpointManager.load(path)["agent"])
 
 
 def test_non_finite_weight_stops_the_run_naming_its_module(tiny_sac_args, monkeypatch, capsys):

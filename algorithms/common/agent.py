@@ -1,4 +1,7 @@
-"""The interface the run loop drives: every algorithm's ``Agent`` implements it."""
+"""The interface the run loop drives: every algorithm's ``Agent`` implements it. Besides acting and updating, an
+agent answers the questions the loop asks about it: its machine-dependent defaults
+(:meth:`Agent.resolve_machine_defaults`) and its activation memory (:meth:`Agent.activation_floats_per_step`),
+so that the loop knows no algorithm's internals."""
 
 from __future__ import annotations
 
@@ -65,6 +68,28 @@ class Agent(abc.ABC):
                 if tensor.is_floating_point() and id(tensor) not in seen:  # a ModuleDict may repeat a network
                     seen.add(id(tensor))
                     yield name, tensor
+
+    @classmethod
+    def resolve_machine_defaults(cls, cfg: Any, device: torch.device) -> None:
+        """Pin config values that depend on the machine (e.g. an ``auto`` precision) to what they mean on
+        ``device``, in place, before the run records its config; a resume elsewhere that would resolve them
+        differently is then refused as a config change. Most agents have none."""
+
+    def modules_once(self) -> Iterator[torch.nn.Module]:
+        """Every submodule of the agent's networks (its ``nn.Module`` attributes), each once."""
+        seen: set[int] = set()
+        for value in vars(self).values():
+            if isinstance(value, torch.nn.Module):
+                for module in value.modules():
+                    if id(module) not in seen:
+                        seen.add(id(module))
+                        yield module
+
+    def activation_floats_per_step(self) -> int:
+        """Floats one sample keeps per step of a sub-trajectory for the backward pass, before the copies
+        autograd makes (``common/memory.py``): Σ of the linear layers' output widths. An agent with other layers
+        (e.g. ensembles) adds theirs."""
+        return sum(module.out_features for module in self.modules_once() if isinstance(module, torch.nn.Linear))
 
     def on_seeding_done(self, buffer: ReplayBuffer, seed_steps: int,
                         report: Callable[[int, int], None] | None = None) -> dict[str, float]:

@@ -11,22 +11,11 @@ zero-filled lazily by the OS, so an unused capacity costs no memory.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-
-@dataclass
-class Batch:
-    """A batch of sub-trajectories, batch-first: obs (B, H+1, *obs), action (B, H, A), reward/terminated (B, H);
-    ``task`` (B,) int64, the task id of each sub-trajectory, from multi-task offline data (None otherwise)."""
-
-    obs: np.ndarray
-    action: np.ndarray
-    reward: np.ndarray
-    terminated: np.ndarray
-    task: np.ndarray | None = None
+from offline.batch import Batch  # noqa: F401  (re-exported: agents import the batch type from here)
 
 
 class ReplayBuffer:

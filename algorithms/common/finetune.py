@@ -6,7 +6,7 @@ What happens, and why:
 * ``init.checkpoint`` names a pretrained offline run folder (its newest checkpoint) or one checkpoint file. When the
   config is built (:func:`resolve_init`) the file's SHA-256 is written into the config (``init.checkpoint_sha256``),
   so config.yaml and every checkpoint of the fine-tuning run record it and a resume whose pretrained file changed is
-  refused as a config change (``trainer.prepare_run_dir``/``check_config``).
+  refused as a config change (``runfolder.prepare_run_dir``, ``RunLoop.check_config``).
 * The agent is built in the pretrained multi-task shape, as released TD-MPC2 fine-tuning loads a multi-task
   checkpoint into a model of the same shape (``tdmpc2/common/layers.py``'s ``api_model_conversion`` copies weights
   key for key, so the shape must match): the model keys (:data:`SHAPE_KEYS`, e.g. ``agent.model_size``) are taken

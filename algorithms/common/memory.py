@@ -110,25 +110,6 @@ def _trainable(agent: Any) -> list[torch.Tensor]:
     return list(seen.values())
 
 
-def _activation_floats_per_step(agent: Any) -> int:
-    """Σ over the agent's linear layers of their output width (ensembles count each member)."""
-    from algorithms.world_model.layers import EnsembleLinear
-
-    total, seen = 0, set()
-    for value in vars(agent).values():
-        if not isinstance(value, torch.nn.Module):
-            continue
-        for module in value.modules():
-            if id(module) in seen:
-                continue
-            seen.add(id(module))
-            if isinstance(module, torch.nn.Linear):
-                total += module.out_features
-            elif isinstance(module, EnsembleLinear):
-                total += module.weight.shape[0] * module.weight.shape[-1]
-    return total
-
-
 def estimate_memory(build_agent: Callable[[torch.device], Any], batch_size: int, horizon: int,
                     replay_bytes: int = 0, dataset_mapped: int = 0) -> MemoryEstimate:
     """The estimate for the agent ``build_agent(device)`` builds (called once on the meta device), trained on
@@ -139,7 +120,7 @@ def estimate_memory(build_agent: Callable[[torch.device], Any], batch_size: int,
     tensors = [t for _, t in agent.named_tensors()]
     trainable = _trainable(agent)
     n_params, n_trainable = sum(t.numel() for t in tensors), sum(t.numel() for t in trainable)
-    activations = batch_size * (horizon + 1) * _activation_floats_per_step(agent) * ACTIVATION_COPIES * 4
+    activations = batch_size * (horizon + 1) * agent.activation_floats_per_step() * ACTIVATION_COPIES * 4
     return MemoryEstimate(parameters=n_params, trainable=n_trainable, weights=4 * n_params,
                           gradients=4 * n_trainable, optimiser=8 * n_trainable, activations=activations,
                           replay=replay_bytes, dataset_mapped=dataset_mapped)

@@ -1,118 +1,41 @@
-"""Run files: atomic writes, tidy CSV logs and run.json (format documented in results/README.md).
+"""Run files: the run folder's lock, tidy CSV logs and run.json's provenance (format: results/README.md).
 
-Every file is written whole to a temporary file in the same folder and renamed over the old one, so a
-reader (or a killed run) never sees a half-written file.
+Every file is written whole through ``fileio`` (a temporary sibling renamed over the old one), so a reader (or a
+killed run) never sees a half-written file; the atomic writers are re-exported here for the run loop's callers.
 """
 
 from __future__ import annotations
 
 import csv
-import errno
 import fcntl
-import hashlib
 import io
-import json
 import math
 import os
 import platform
-import shutil
 import socket
 import subprocess
-import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+from fileio import (TEMP_SUFFIX, ResultsWriteError, atomic_write, atomic_write_json, atomic_write_text,  # noqa: F401
+                    file_sha256, free_space, remove_stale_temp_files)
 
 RUN_FORMAT_VERSION = 2
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+"""Run-file format of online runs (results/README.md)."""
+EVAL_COLUMNS = ("step", "episode_return", "episode_return_std", "episode_return_min", "episode_return_max",
+                "success", "episode_length", "episodes")
+TRAIN_COLUMNS = ("step", "updates", "episodes", "wall_time_s", "env_steps_per_s", "update_ms", "act_ms")
+EPISODE_COLUMNS = ("step", "episode", "episode_return", "success", "episode_length")
 
+OFFLINE_RUN_FORMAT_VERSION = 3
+"""Run-file format of offline runs: run.json gains ``step_unit``, ``tasks``, ``dataset``; eval.csv gains ``task``
+(results/README.md). Online runs, whose files did not change, still write format 2."""
+OFFLINE_STEP_UNIT = "update"
+OFFLINE_EVAL_COLUMNS = ("step", "task", *EVAL_COLUMNS[1:])
+OFFLINE_TRAIN_COLUMNS = ("step", "updates", "wall_time_s", "updates_per_s", "update_ms", "sample_ms")
 
-TEMP_SUFFIX = ".tmp"
-"""Temporary siblings of ``atomic_write`` are named ``.<name>.<random>.tmp``."""
 LOCK_NAME = ".lock"
-
-
-class ResultsWriteError(OSError):
-    """A run file could not be written (disk full, quota, read-only, I/O error); the message names the file,
-    the system's reason and the free space left there. The file's previous version, if any, is intact."""
-
-
-# Errors of the file system under the results folder, as opposed to a bug of the caller.
-_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM, errno.EFBIG}
-
-
-def _human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
-
-
-def free_space(path: Path) -> str:
-    """The free space of the file system holding ``path`` (its nearest existing ancestor), human-readable."""
-    for folder in (path, *path.parents):
-        if folder.exists():
-            try:
-                return _human_bytes(shutil.disk_usage(folder).free)
-            except OSError:
-                break
-    return "unknown"
-
-
-def _write_error(path: Path, err: OSError) -> ResultsWriteError:
-    return ResultsWriteError(err.errno, f"cannot write {path}: {err.strerror or err} ({free_space(path.parent)} "
-                                        f"free there); free some space or choose another --results-dir")
-
-
-def file_sha256(path: Path) -> str:
-    """The SHA-256 of a file's bytes, read in 4 MiB blocks (checkpoints and datasets can be many GB)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> None:
-    """Write ``path`` via ``write(file)`` on a temporary sibling, fsync, then rename over ``path``.
-
-    A storage failure (disk full, quota, read-only, I/O) raises :class:`ResultsWriteError` naming ``path``.
-    """
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
-    except OSError as err:
-        if err.errno in _STORAGE_ERRNOS:
-            raise _write_error(path, err) from None
-        raise
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide results from collaborators
-        with os.fdopen(fd, mode) as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(err, OSError) and not isinstance(err, ResultsWriteError) and err.errno in _STORAGE_ERRNOS:
-            raise _write_error(path, err) from None
-        raise
-
-
-def remove_stale_temp_files(*folders: Path) -> list[Path]:
-    """Delete the temporary siblings an interrupted ``atomic_write`` left in ``folders``; returns them.
-
-    Only safe while no other process writes there, i.e. under the run's :class:`RunLock`.
-    """
-    removed = []
-    for folder in folders:
-        for path in sorted(folder.glob(f".*{TEMP_SUFFIX}")) if folder.is_dir() else []:
-            if path.is_file():
-                path.unlink(missing_ok=True)
-                removed.append(path)
-    return removed
 
 
 class RunLocked(RuntimeError):
@@ -161,14 +84,6 @@ class RunLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda f: f.write(text))
-
-
-def atomic_write_json(path: Path, data: dict[str, Any]) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def _format(value: Any) -> str:

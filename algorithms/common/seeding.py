@@ -1,4 +1,5 @@
-"""Seeding and the RNG state that a checkpoint must carry for a bit-identical resume."""
+"""Seeding, the run's independent seed streams, and the RNG state that a checkpoint must carry for a bit-identical
+resume."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ from typing import Any
 
 import numpy as np
 import torch
+
+# Seed streams (the second key of ``derived_seed``): independent RNGs for training episodes, evaluation episodes,
+# the replay buffer (offline: the dataset sampler), random seed actions and ``evaluate``'s re-evaluations.
+TRAIN_EPISODES, EVAL_EPISODES, BUFFER, SEED_ACTIONS, REEVALUATION = range(5)
 
 
 def seed_everything(seed: int) -> None:

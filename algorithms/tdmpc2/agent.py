@@ -8,7 +8,7 @@ Defaults are TD-MPC2's; the world model is the shared one in ``algorithms/world_
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 import torch
@@ -22,6 +22,7 @@ from algorithms.world_model import WorldModel, resolve
 from algorithms.world_model.compute import (COMPUTE_PATHS, PRECISIONS, autocast, resolve_compute, resolve_precision,
                                             set_compute_path)
 from algorithms.world_model.diagnostics import behaviour_drift, search_prior_drift, td_errors
+from algorithms.world_model.layers import EnsembleLinear
 from algorithms.world_model.presets import PRESETS, default_task_dim
 from algorithms.world_model.scale import RunningScale
 
@@ -32,6 +33,10 @@ TARGET_Q_PAIRS = ("random", "first")
 @dataclass
 class Config:
     """TD-MPC2 hyper-parameters (``agent.<name>=value``); world-model sizes come from ``model_size``."""
+
+    KEYS_ADDED_LATER: ClassVar[dict[str, str]] = {"precision": "fp32", "compute": "reference"}
+    """Keys added after runs were made, with the value that computed those runs: a config from before issue 17
+    compares (resume, ``evaluate``) as if it held them."""
 
     model_size: str = "6M"
     """Size preset: 1.7M, 6M, 21M, 54M or 340M (MBDPO's names for TD-MPC2's 1/5/19/48/317M models)."""
@@ -179,6 +184,20 @@ class Agent(AgentBase):
     (``discounts``: the released heuristic from each task's episode length, ``TaskSpec.discount``).
     ``task_id`` (or :meth:`set_task`) selects the task ``act`` plays: it pads that task's observation and
     returns an action of that task's size. Updates take each row's task from the batch (``Batch.task``)."""
+
+    @classmethod
+    def resolve_machine_defaults(cls, cfg: Config, device: torch.device) -> None:
+        """``precision=auto`` and ``compute=auto`` become what they mean on ``device`` (``world_model/compute.py``)."""
+        if cfg.precision == "auto":
+            cfg.precision = resolve_precision("auto", device)
+        if cfg.compute == "auto":
+            cfg.compute = resolve_compute("auto", device)
+
+    def activation_floats_per_step(self) -> int:
+        """The linear layers' outputs and the ensembles' (each member counted): the Q-ensemble is one layer."""
+        return super().activation_floats_per_step() + sum(
+            module.weight.shape[0] * module.weight.shape[-1]
+            for module in self.modules_once() if isinstance(module, EnsembleLinear))
 
     def __init__(self, cfg: Config, spec, observation_space, action_space, device: torch.device,
                  num_tasks: int = 1, task_id: int = 0, action_dims: list[int] | None = None,

@@ -1,6 +1,6 @@
 """Differential table test of the online run loop's schedule against the authors' released online trainers.
 
-This file owns the comparison of *when things happen* in our online loop (``algorithms/common/trainer.py``,
+This file owns the comparison of *when things happen* in our online loop (``algorithms/common/online_loop.py``,
 ``OnlineTrainer.run``) with the released ``trainer/online_trainer.py`` of MBDPO (github.com/Edmond1Cheng/MBDPO @
 5ff5a06) and of TD-MPC2 (github.com/nicklashansen/tdmpc2 @ e9f5932), loaded unmodified from
 ``shared/reference/released-code`` through ``tests/differential/released.py`` (never copied here):
@@ -27,7 +27,7 @@ in one event stream:
   ``episode_length`` agent steps as its ``Timeout`` wrapper), a stub agent (zero actions; ``update`` records), a stub
   buffer (``add`` records the episode) and a stub logger (records what it logs); its config is the released YAML with
   the run's keys set. MBDPO's trainer also writes its reward CSV (``save_reward_csv``), read back for the step column.
-* ours: ``OnlineTrainer(cfg, run_dir).run()`` with three names of ``algorithms.common.trainer`` monkeypatched: the
+* ours: ``OnlineTrainer(cfg, run_dir).run()`` with three names of ``algorithms.common.online_loop`` monkeypatched: the
   task spec (``get_task``: a registered spec with the scenario's episode length and action repeat), the environment
   factory (``make_env``: a gymnasium stub env, truncated after ``episode_length`` agent steps) and the algorithm entry
   (``get_algorithm``): our real TD-MPC2/MBDPO ``Agent`` class, built as the run builds it (so its ``horizon``,
@@ -69,7 +69,7 @@ import numpy as np
 import pytest
 import torch
 
-from algorithms.common import trainer as trainer_module
+from algorithms.common import online_loop as trainer_module
 from algorithms.common.config import RunConfig
 from algorithms.registry import get_algorithm
 from envs.registry import TASKS, get_task

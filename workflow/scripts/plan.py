@@ -288,7 +288,7 @@ def offline_memory(run: OfflineRun):
     import numpy as np
 
     from algorithms.common.memory import estimate_memory
-    from algorithms.common.trainer import build_config
+    from algorithms.common.configure import build_config
     from algorithms.registry import get_algorithm
     from envs.registry import get_task
 
@@ -486,7 +486,7 @@ def check_overrides(runs: list[Run]) -> None:
     """Build the full run config of each distinct (algorithm, overrides) once: unknown keys and bad values stop
     the plan here, before any job starts."""
     from algorithms.common.config import ConfigError
-    from algorithms.common.trainer import build_config
+    from algorithms.common.configure import build_config
 
     seen = set()
     for run in runs:

@@ -39,7 +39,7 @@ def run_dir(run, results_dir: str) -> Path:
 
 def run_info(folder: Path) -> dict[str, Any]:
     """The run's run.json, or {} when there is none (the trainer stopped before writing it)."""
-    from algorithms.common.trainer import read_run_info
+    from algorithms.common.runfolder import read_run_info
 
     return read_run_info(Path(folder))
 

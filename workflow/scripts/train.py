@@ -39,7 +39,8 @@ def train_run(run, p, snakemake, other_python, log) -> None:
             raise SystemExit(f"run {run.key}: the trainer under {other_python} exited with {code} (see the log)")
         run_dir = runjob.run_dir(run, p.results_dir)
     else:
-        from algorithms.common.trainer import build_config, train
+        from algorithms.common.configure import build_config
+        from algorithms.common.run import train
 
         run_dir = train(build_config(run.algo, None, overrides))
     info = runjob.run_info(run_dir)

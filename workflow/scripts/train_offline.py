@@ -8,7 +8,8 @@ from pathlib import Path
 
 def main(snakemake) -> None:
     from algorithms.common.runfiles import atomic_write_json
-    from algorithms.common.trainer import build_config, train
+    from algorithms.common.configure import build_config
+    from algorithms.common.run import train
 
     p = snakemake.params
     # progress on: stderr is the job log (not a terminal), so the trainer writes one plain line per phase change

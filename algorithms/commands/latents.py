@@ -42,7 +42,7 @@ class LatentExportError(RuntimeError):
 
 
 def _run_config(run_dir: Path):
-    from algorithms.common.trainer import build_config
+    from algorithms.common.configure import build_config
 
     config_file = run_dir / "config.yaml"
     if not config_file.is_file():

@@ -1,8 +1,8 @@
 """Multi-task offline training on a dataset: gradient updates only, periodic evaluation of every task in its env.
 
-The life cycle is the online one (``algorithms.common.trainer``): the same run folder, lock, config.yaml, run.json,
+The life cycle is the one both loops share (``lifecycle.py``): the same run folder, lock, config.yaml, run.json,
 CSV logs, checkpoints with SHA-256 sidecars, atomic writes, SIGTERM handling and resume; :class:`OfflineTrainer`
-overrides only what differs. ``steps`` counts gradient updates (run.json ``step_unit: update``), and so do
+supplies only what differs. ``steps`` counts gradient updates (run.json ``step_unit: update``), and so do
 ``eval_every``, ``checkpoint_every`` and ``log_every``. Each update samples ``offline.batch_size`` (released 1024)
 sub-trajectories of H+1 steps from the dataset's memory-mapped cache (``offline.cache``); nothing acts in an
 environment while training. Every ``eval_every`` updates each task of the dataset is evaluated in its real
@@ -19,7 +19,6 @@ on CPU.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import sys
 import time
@@ -32,75 +31,30 @@ import torch
 
 from algorithms.common import runfiles
 from algorithms.common.agent import Agent
-from algorithms.common.checkpoint import CheckpointManager
-from algorithms.common.config import ConfigError, RunConfig, config_hash, to_dict
-from algorithms.common.device import resolve_device
+from algorithms.common.config import RunConfig
+from algorithms.common.evaluation import evaluate_policy
+from algorithms.common.health import PARAMETER_CHECK_EVERY, check_finite
+from algorithms.common.lifecycle import RunLoop
 from algorithms.common.memory import check_memory, estimate_memory
 from algorithms.common.progress import Progress
-from algorithms.common.seeding import derived_seed, seed_everything
-from algorithms.common.sinks import make_sinks
-from algorithms.common.trainer import (BUFFER, EVAL_COLUMNS, EVAL_EPISODES, PARAMETER_CHECK_EVERY,
-                                       MetricAccumulator, OnlineTrainer, RunError, check_finite, evaluate_policy)
+from algorithms.common.runfolder import RunError
+from algorithms.common.seeding import BUFFER, EVAL_EPISODES, derived_seed
 from algorithms.registry import get_algorithm
-from envs import availability, make_env
+from envs import make_env
 from envs.registry import get_task
-from offline.dataset import MANIFEST, DatasetError, read_manifest
-
-OFFLINE_RUN_FORMAT_VERSION = 3
-"""Run-file format of offline runs: run.json gains ``step_unit``, ``tasks``, ``dataset``; eval.csv gains ``task``
-(results/README.md). Online runs, whose files did not change, still write format 2."""
-STEP_UNIT = "update"
-OFFLINE_EVAL_COLUMNS = ("step", "task", *EVAL_COLUMNS[1:])
-OFFLINE_TRAIN_COLUMNS = ("step", "updates", "wall_time_s", "updates_per_s", "update_ms", "sample_ms")
+from offline import open_dataset
+from offline.dataset import DatasetError, manifest_digest
 
 
-def validate_offline(cfg: RunConfig) -> None:
-    """ConfigError naming the first problem of an offline run's config: no ``steps``, a bad batch size, a dataset
-    that cannot be read, a dataset task missing from the registry or not available here (and why), or an
-    algorithm without multi-task support."""
-    if cfg.steps is None:
-        raise ConfigError("config key 'steps' is required for offline training: the number of gradient updates "
-                          "(e.g. steps=100000)")
-    if cfg.offline.batch_size <= 0:
-        raise ConfigError(f"config key 'offline.batch_size' must be positive, got {cfg.offline.batch_size}")
-    try:
-        manifest = read_manifest(cfg.offline.dataset)
-    except DatasetError as err:
-        raise ConfigError(f"config key 'offline.dataset': {err}") from None
-    for task in manifest["tasks"]:
-        try:
-            spec = get_task(task, "state")
-        except (KeyError, ValueError) as err:
-            raise ConfigError(f"task {task!r} of dataset {cfg.offline.dataset}: {err}") from None
-        ok, reason = availability(spec)
-        if not ok:
-            raise ConfigError(f"task {task!r} of dataset {cfg.offline.dataset} is not available on this machine "
-                              f"({reason}); offline training evaluates every task of the dataset")
-    agent_cls = get_algorithm(cfg.algo).load().Agent
-    if not hasattr(agent_cls, "set_task"):
-        raise ConfigError(f"algorithm {cfg.algo!r} has no multi-task agent; offline training supports tdmpc2 and "
-                          "mbdpo")
-
-
-def manifest_digest(path: str | Path) -> str:
-    """SHA-256 of the dataset's manifest, which records every file's SHA-256: the data a run trained on."""
-    return hashlib.sha256((Path(path) / MANIFEST).read_bytes()).hexdigest()
-
-
-class OfflineTrainer(OnlineTrainer):
-    """One offline run: the online life cycle (resume, checkpoints, run files) with updates from a dataset."""
+class OfflineTrainer(RunLoop):
+    """One offline run: the shared life cycle (resume, checkpoints, run files) with updates from a dataset."""
 
     step_key = "updates"
+    unit = "update"
+    progress_unit = "update"
 
-    def __init__(self, cfg: RunConfig, run_dir: Path):  # noqa: super().__init__ would build an env and a buffer
-        from offline import open_dataset
-
-        self.cfg = cfg
-        self.run_dir = run_dir
-        self.device = resolve_device(cfg.device)
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        seed_everything(cfg.seed)
+    def __init__(self, cfg: RunConfig, run_dir: Path):
+        super().__init__(cfg, run_dir)  # device, threads, global seeds
         self.dataset_path = Path(cfg.offline.dataset)
         self.dataset_digest = manifest_digest(self.dataset_path)
         self.dataset = open_dataset(self.dataset_path, seed=derived_seed(cfg.seed, BUFFER))
@@ -140,22 +94,11 @@ class OfflineTrainer(OnlineTrainer):
         self.total = int(cfg.steps)
         self.eval_every = cfg.eval_every or max(self.total // 10, 1)
         self.checkpoint_every = cfg.checkpoint_every or self.eval_every
-        self.counters = {"updates": 0, "evaluations": 0, "next_eval": 0, "next_checkpoint": self.checkpoint_every,
-                         "next_log": cfg.log_every}
-        self.metrics = MetricAccumulator()
-        self.timing = MetricAccumulator()
-        self.eval_log = runfiles.CsvLog(run_dir / "eval.csv", OFFLINE_EVAL_COLUMNS)
-        self.train_log = runfiles.CsvLog(run_dir / "train.csv", OFFLINE_TRAIN_COLUMNS)
-        self.checkpoints = CheckpointManager(run_dir / "checkpoints", keep=cfg.keep_checkpoints)
-        self.elapsed_before = 0.0
-        self.started = time.perf_counter()
-        self.last_eval_return: float | None = None
-        self.last_metrics: dict[str, float] = {}
-        self.run_info: dict[str, Any] = {}
-        self.sinks = make_sinks(cfg.loggers, run_dir, f"{cfg.run_name}-{run_dir.parent.name}-{cfg.seed}",
-                                to_dict(cfg))
+        self.start_bookkeeping({"updates": 0})
+        self.eval_log = runfiles.CsvLog(run_dir / "eval.csv", runfiles.OFFLINE_EVAL_COLUMNS)
+        self.train_log = runfiles.CsvLog(run_dir / "train.csv", runfiles.OFFLINE_TRAIN_COLUMNS)
 
-    # --- the life-cycle hooks (see OnlineTrainer) ----------------------------------------------------------
+    # --- the life-cycle hooks (lifecycle.RunLoop) ------------------------------------------------------------
     def logs(self) -> dict[str, runfiles.CsvLog]:
         return {"eval": self.eval_log, "train": self.train_log}
 
@@ -172,19 +115,12 @@ class OfflineTrainer(OnlineTrainer):
                            "another --results-dir or name=..., or delete that folder")
         self.dataset.load_state_dict(state["dataset"])
 
-    def write_run_info(self, status: str, **extra: Any) -> None:
-        self.run_info.update({
-            "format_version": OFFLINE_RUN_FORMAT_VERSION, "status": status, "algo": self.cfg.algo,
-            "name": self.cfg.run_name, "task": self.run_dir.parent.name, "tasks": self.tasks,
-            "suite": "multi-task", "domain": "multi-task", "seed": self.cfg.seed,
-            "config_hash": config_hash(self.cfg), "step_unit": STEP_UNIT,
-            "steps_done": self.counters["updates"], "total_steps": self.total,
-            "dataset": str(self.dataset_path.resolve()), "dataset_manifest_sha256": self.dataset_digest,
-            "memory_estimate_bytes": self.memory.as_dict(),
-            "wall_time_s": round(self.wall_time, 3), "device": str(self.device), "updated_at": runfiles.now(),
-            **extra,
-        })
-        runfiles.atomic_write_json(self.run_dir / "run.json", self.run_info)
+    def run_identity(self) -> dict[str, Any]:
+        return {"format_version": runfiles.OFFLINE_RUN_FORMAT_VERSION, "task": self.run_dir.parent.name,
+                "tasks": self.tasks, "suite": "multi-task", "domain": "multi-task",
+                "step_unit": runfiles.OFFLINE_STEP_UNIT, "steps_done": self.counters["updates"],
+                "total_steps": self.total, "dataset": str(self.dataset_path.resolve()),
+                "dataset_manifest_sha256": self.dataset_digest, "memory_estimate_bytes": self.memory.as_dict()}
 
     # --- the loop ----------------------------------------------------------------------------------------------
     def evaluate(self, progress: Progress | None = None) -> None:
@@ -255,35 +191,9 @@ class OfflineTrainer(OnlineTrainer):
                 c["next_log"] += self.cfg.log_every
             progress.advance(1)
 
-    def run(self) -> Path:
+    def progress_label(self) -> str:
+        return f"{self.cfg.algo} offline {self.run_dir.parent.name} s{self.cfg.seed}"
+
+    def advance(self, progress: Progress) -> None:
         c = self.counters
-        resumed = self.resume()
-        self.write_run_info("running", started_at=runfiles.now(), resumed=resumed,
-                            git_commit=runfiles.git_commit(), versions=runfiles.package_versions(),
-                            **runfiles.host_info())
-        with Progress(self.total, c["updates"], "update",
-                      f"{self.cfg.algo} offline {self.run_dir.parent.name} s{self.cfg.seed}",
-                      enabled=self.cfg.progress) as progress:
-            last_checkpoint = c["updates"] if resumed else -1
-            while True:  # each pass is one boundary: evaluation, then checkpoint, as online
-                finished = c["updates"] >= self.total
-                if c["updates"] >= c["next_eval"] or finished:
-                    c["next_eval"] = max(c["next_eval"], c["updates"] - c["updates"] % self.eval_every)
-                    c["next_eval"] += self.eval_every
-                    self.evaluate(progress)
-                    progress.postfix(eval_return=f"{self.last_eval_return:.1f}")
-                # after this step's evaluation, so that the checkpoint (the final one above all) holds its rows
-                due = c["updates"] >= c["next_checkpoint"]
-                if (due or finished) and c["updates"] != last_checkpoint:
-                    if due:
-                        c["next_checkpoint"] += self.checkpoint_every
-                    self.save_checkpoint()
-                    last_checkpoint = c["updates"]
-                if finished:
-                    break
-                self.update_until(min(c["next_eval"], c["next_checkpoint"], self.total), progress)
-        self.flush_logs()
-        self.write_run_info("finished", finished_at=runfiles.now())
-        for sink in self.sinks:
-            sink.close()
-        return self.run_dir
+        self.update_until(min(c["next_eval"], c["next_checkpoint"], self.total), progress)

@@ -53,7 +53,7 @@ def load_run(run_dir: str | Path) -> RunData:
     """The run's config and newest usable checkpoint, or CollectError naming the path and why not."""
     from algorithms.common.checkpoint import CheckpointManager
     from algorithms.common.config import ConfigError, apply_values, load_yaml
-    from algorithms.common.trainer import build_config
+    from algorithms.common.configure import build_config
     from envs.registry import get_task
 
     run_dir = Path(run_dir)

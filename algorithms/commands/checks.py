@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from algorithms.common.config import ConfigError, apply_overrides, apply_values, load_yaml
-from algorithms.common.trainer import build_config, train
+from algorithms.common.configure import build_config
+from algorithms.common.run import train
 
 CHECKS_DIR = Path(__file__).resolve().parents[2] / "config" / "checks"
 
