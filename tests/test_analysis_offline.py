@@ -58,6 +58,7 @@ def write_offline_run(results: Path, algo: str, size: str, seed: int, status: st
                               wall_time=12.5, device="cpu",
                               memory=MemoryEstimate(parameters=10, trainable=8, weights=40, gradients=32, optimiser=64,
                                                     activations=100, replay=0, dataset_mapped=0))
+    trainer.run_identity = lambda: OfflineTrainer.run_identity(trainer)
     OfflineTrainer.write_run_info(trainer, status)
     rows = []
     for step in steps:
