@@ -294,10 +294,12 @@ def _collect(args: argparse.Namespace) -> int:
 
 def _dataset_info(args: argparse.Namespace) -> int:
     from offline.dataset import dataset_info
+    from offline.verify import verify_dataset
 
-    info = dataset_info(args.path, verify=args.verify)
+    info = dataset_info(args.path)
+    checks = verify_dataset(args.path) if args.verify else None
     if args.json:
-        json.dump(info, sys.stdout, indent=1)
+        json.dump({**info, "verified": checks is not None, "checks": checks or []}, sys.stdout, indent=1)
         print()
         return 0
 
@@ -313,8 +315,12 @@ def _dataset_info(args: argparse.Namespace) -> int:
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
     for row in (header, *rows):
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
-    print(f"{len(rows)} tasks, {info['episodes']} episodes, {info['transitions']} transitions"
-          + (" (every file verified)" if args.verify else ""))
+    print(f"{len(rows)} tasks, {info['episodes']} episodes, {info['transitions']} transitions")
+    if checks is None:
+        print("(as the manifest records them; nothing was checked: --verify checks what training checks)")
+    else:
+        for line in checks:
+            print(f"verified {line}" if not line.startswith("note:") else line)
     return 0
 
 
@@ -481,7 +487,8 @@ def build_parser() -> argparse.ArgumentParser:
     dataset_sub = dataset.add_subparsers(dest="dataset_command", required=True)
     info = dataset_sub.add_parser("info", help="tasks, episodes, transitions and returns per task")
     info.add_argument("path", help="a dataset folder (mbdpo-bench collect --out)")
-    info.add_argument("--verify", action="store_true", help="check every file's SHA-256 and read every episode")
+    info.add_argument("--verify", action="store_true", help="check what training checks: the manifest, every file's "
+                                                            "SHA-256, every episode, the cache, the tasks")
     info.add_argument("--json", action="store_true")
     info.set_defaults(func=_dataset_info)
     imp = dataset_sub.add_parser("import-tdmpc2", help="TD-MPC2's released mt30/mt80 chunk_*.pt files (a local "

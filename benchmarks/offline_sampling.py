@@ -39,7 +39,8 @@ NAMES = ["cartpole-balance", "cheetah-run", "walker-walk", "reacher-easy", "hopp
 
 
 def make_dataset(root: Path, tasks: int, episodes: int, length: int, seed: int) -> Path:
-    from offline.dataset import Episode, write_dataset
+    from offline.dataset import Episode
+    from offline.writer import write_dataset
 
     rng = np.random.default_rng(seed)
     names, sizes = NAMES[:tasks], SIZES[:tasks]

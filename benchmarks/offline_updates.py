@@ -30,7 +30,8 @@ OBS_DIMS, ACTION_DIMS = (5, 6, 24), (1, 2, 6)
 
 
 def synthetic_dataset(path: Path, episodes: int, length: int, seed: int = 0) -> Path:
-    from offline.dataset import Episode, write_dataset
+    from offline.dataset import Episode
+    from offline.writer import write_dataset
 
     rng = np.random.default_rng(seed)
     data = {task: [Episode(rng.standard_normal((length + 1, o)), rng.uniform(-1, 1, (length, a)),

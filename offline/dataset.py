@@ -8,6 +8,8 @@ On disk a dataset is a folder::
         metadata.json, main_data.hdf5      Minari's own files; MINARI_DATASETS_PATH=PATH/minari reads them
       .cache/                            the memory-mapped cache (offline/cache.py), built on first use
 
+``writer.py`` writes this layout, ``cache.py`` reads it for training; this module owns the format and reading.
+
 Why one Minari dataset per task: tasks differ in observation and action size and a Minari dataset has one
 observation and one action space, so each task keeps its own (unpadded) Box spaces and any Minari tool reads
 it as it is (``minari.load_dataset("cheetah-run-v0")`` with ``MINARI_DATASETS_PATH=PATH/minari``). Padding to
@@ -38,13 +40,9 @@ the files (missing, truncated, corrupt, a digest that differs from the manifest,
 from __future__ import annotations
 
 import contextlib
-import datetime
 import hashlib
 import json
 import os
-import shutil
-import tempfile
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -118,7 +116,8 @@ def minari_id(task: str) -> str:
 def minari_root(root: Path) -> Iterator[None]:
     """Point Minari at ``root`` (MINARI_DATASETS_PATH) for the duration, so nothing goes to ~/.minari."""
     old = os.environ.get("MINARI_DATASETS_PATH")
-    os.environ["MINARI_DATASETS_PATH"] = str(root)
+    # absolute: Minari joins a relative root onto paths it already derived from it (``data/.x/minari/.../data/.x``)
+    os.environ["MINARI_DATASETS_PATH"] = str(Path(root).absolute())
     try:
         yield
     finally:
@@ -127,149 +126,6 @@ def minari_root(root: Path) -> Iterator[None]:
         else:
             os.environ["MINARI_DATASETS_PATH"] = old
 
-
-
-def _summary(returns: list[float]) -> dict[str, float] | None:
-    if not returns:
-        return None
-    values = np.asarray(returns, dtype=np.float64)
-    return {"mean": float(values.mean()), "min": float(values.min()), "max": float(values.max())}
-
-
-class DatasetWriter:
-    """Write a multi-task dataset episode by episode (streaming), then publish it atomically on ``close()``.
-
-    Everything is written into a temporary folder next to ``path`` and renamed into place once the manifest
-    is written, so a crash never leaves a half-written dataset at ``path``.
-    """
-
-    def __init__(self, path: str | Path, tasks: list[str], obs_dims: list[int], action_dims: list[int], *,
-                 source: str = "runs", runs: list[dict[str, Any]] | None = None, overwrite: bool = False):
-        import minari  # noqa: F401  (fail early if the dependency is missing)
-
-        self.path = Path(path)
-        if len(set(tasks)) != len(tasks):
-            raise DatasetError(f"task list has duplicates: {tasks}")
-        if not (len(tasks) == len(obs_dims) == len(action_dims)):
-            raise DatasetError("tasks, obs_dims and action_dims must have one entry per task")
-        if self.path.exists() and not overwrite:
-            raise DatasetError(f"{self.path} exists already (choose another --out, or overwrite it)")
-        self.overwrite = overwrite
-        self.tasks, self.obs_dims, self.action_dims = list(tasks), [int(d) for d in obs_dims], \
-            [int(d) for d in action_dims]
-        self.source, self.runs = source, list(runs or [])
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.tmp-", dir=self.path.parent))
-        self._datasets: dict[int, Any] = {}
-        self._returns: list[list[float]] = [[] for _ in tasks]
-        self._transitions = [0] * len(tasks)
-        self._closed = False
-
-    def __enter__(self) -> "DatasetWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-
-    def add(self, task: str | int, episodes: Iterable[Episode]) -> None:
-        """Append episodes of one task (state observations of the task's sizes)."""
-        import gymnasium as gym
-        import minari
-        from minari.data_collector import EpisodeBuffer
-
-        task_id = task if isinstance(task, int) else self.tasks.index(task) if task in self.tasks else -1
-        if not 0 <= task_id < len(self.tasks):
-            raise DatasetError(f"task {task!r} is not in the dataset's task list {self.tasks}")
-        name = self.tasks[task_id]
-        buffers = []
-        for episode in episodes:
-            if episode.obs.shape[1] != self.obs_dims[task_id] or episode.action.shape[1] != self.action_dims[task_id]:
-                raise DatasetError(f"task {name}: episode of obs size {episode.obs.shape[1]} and action size "
-                                   f"{episode.action.shape[1]}, the dataset records {self.obs_dims[task_id]} and "
-                                   f"{self.action_dims[task_id]}")
-            if len(episode) == 0:
-                continue
-            buffers.append(EpisodeBuffer(
-                observations=episode.obs, actions=episode.action, rewards=episode.reward,
-                terminations=episode.terminated, truncations=episode.truncated,
-                infos={"task_id": np.full(len(episode) + 1, task_id, dtype=np.int64)}))
-            self._returns[task_id].append(episode.episode_return)
-            self._transitions[task_id] += len(episode)
-        if not buffers:
-            return
-        with minari_root(self._tmp / MINARI_DIR), warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # Minari's advice on author/e-mail/env spec fields
-            if task_id in self._datasets:
-                self._datasets[task_id].update_dataset_from_buffer(buffers)
-            else:
-                obs_space = gym.spaces.Box(-np.inf, np.inf, (self.obs_dims[task_id],), np.float32)
-                action_space = gym.spaces.Box(-1.0, 1.0, (self.action_dims[task_id],), np.float32)
-                self._datasets[task_id] = minari.create_dataset_from_buffers(
-                    minari_id(name), buffers, observation_space=obs_space, action_space=action_space,
-                    algorithm_name=self.source, description=f"mbdpo-bench offline data, task {name} "
-                    f"(id {task_id} of {len(self.tasks)}), format_version {FORMAT_VERSION}",
-                    data_format="hdf5", jpeg_encoding=False)
-                self._datasets[task_id].storage.update_metadata({
-                    "mbdpo_format": FORMAT, "mbdpo_format_version": FORMAT_VERSION,
-                    "mbdpo_harness_version": harness_version(), "mbdpo_task": name, "mbdpo_task_id": task_id,
-                    "mbdpo_tasks": self.tasks})
-
-    def set_task_dims(self, task: str | int, obs_dim: int, action_dim: int) -> None:
-        """Record a task's sizes once they are known (an importer learns them from the first episode of a task);
-        only while the task has no episode yet, since its Minari spaces are fixed by the first ones."""
-        task_id = task if isinstance(task, int) else self.tasks.index(task)
-        if task_id in self._datasets:
-            raise DatasetError(f"task {self.tasks[task_id]} has episodes already; its sizes are fixed")
-        self.obs_dims[task_id], self.action_dims[task_id] = int(obs_dim), int(action_dim)
-
-    def abort(self) -> None:
-        self._closed = True
-        shutil.rmtree(self._tmp, ignore_errors=True)
-
-    def close(self) -> dict[str, Any]:
-        """Write the manifest and move the dataset into place; returns the manifest."""
-        import minari
-
-        if self._closed:
-            raise DatasetError("dataset writer already closed")
-        self._closed = True
-        try:
-            files = {}
-            for file in sorted(p for p in (self._tmp / MINARI_DIR).rglob("*") if p.is_file()):
-                rel = file.relative_to(self._tmp).as_posix()
-                files[rel] = {"bytes": file.stat().st_size, "sha256": file_sha256(file)}
-            manifest = {
-                "format": FORMAT, "format_version": FORMAT_VERSION, "harness_version": harness_version(),
-                "minari_version": minari.__version__,
-                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                "source": self.source, "tasks": self.tasks, "obs_dims": self.obs_dims,
-                "action_dims": self.action_dims,
-                "episodes": [len(r) for r in self._returns], "transitions": self._transitions,
-                "returns": [_summary(r) for r in self._returns],
-                "minari_ids": [minari_id(t) if i in self._datasets else None for i, t in enumerate(self.tasks)],
-                "files": files, "runs": self.runs,
-            }
-            (self._tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, default=str) + "\n")
-            if self.path.exists():
-                shutil.rmtree(self.path)
-            os.replace(self._tmp, self.path)
-        except BaseException:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            raise
-        return manifest
-
-
-def write_dataset(path: str | Path, tasks: list[str], obs_dims: list[int], action_dims: list[int],
-                  episodes: dict[str, list[Episode]], *, source: str = "runs", runs: list[dict] | None = None,
-                  overwrite: bool = False) -> dict[str, Any]:
-    """Write ``episodes`` (task name -> episodes) as a dataset at ``path``; returns the manifest."""
-    with DatasetWriter(path, tasks, obs_dims, action_dims, source=source, runs=runs, overwrite=overwrite) as w:
-        for task in tasks:
-            w.add(task, episodes.get(task, []))
-    return read_manifest(path)
 
 
 # --- reading ---------------------------------------------------------------------------------------------
@@ -403,14 +259,11 @@ def read_dataset(path: str | Path, *, verify: bool = True) -> tuple[dict[str, An
     return manifest, episodes
 
 
-def dataset_info(path: str | Path, *, verify: bool = False) -> dict[str, Any]:
-    """Per task: episodes, transitions, obs/action sizes and mean/min/max episode return (from the manifest;
-    ``verify`` also checks every file's SHA-256 and reads every episode)."""
+def dataset_info(path: str | Path) -> dict[str, Any]:
+    """Per task: episodes, transitions, obs/action sizes and mean/min/max episode return, as the manifest records
+    them (nothing else is read: ``offline/verify.py`` checks the files)."""
     path = Path(path)
     manifest = read_manifest(path)
-    if verify:
-        for _ in iter_episodes(path, manifest=manifest):
-            pass
     rows = []
     for i, task in enumerate(manifest["tasks"]):
         returns = manifest.get("returns", [None] * len(manifest["tasks"]))[i] or {}

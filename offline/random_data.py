@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from offline.dataset import Episode, write_dataset
+from offline.dataset import Episode
+from offline.writer import write_dataset
 
 
 def random_episodes(task: str, episodes: int, seed: int) -> list[Episode]:

@@ -27,7 +27,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from offline.dataset import DatasetError, DatasetWriter, Episode, read_manifest
+from offline.dataset import DatasetError, Episode, read_manifest
+from offline.writer import DatasetWriter
 
 CHUNK_GLOB = "chunk_*.pt"
 KEYS = ("obs", "action", "reward", "task")

@@ -175,7 +175,7 @@ def offline_run(tmp_path_factory) -> tuple[Path, Path]:
     dataset."""
     from algorithms.cli import main
     from envs import make_env
-    from offline.dataset import write_dataset
+    from offline.writer import write_dataset
     from tests.test_offline_train import random_episodes
 
     root = tmp_path_factory.mktemp("latents")

@@ -124,7 +124,7 @@ def test_pretraining_reports_each_update():
 
 
 def test_offline_progress_names_updating_and_each_task_of_an_evaluation(tmp_path, monkeypatch, capsys):
-    from offline.dataset import write_dataset
+    from offline.writer import write_dataset
     from tests.test_offline_train import random_episodes
     from envs import make_env
 

@@ -21,7 +21,7 @@ from algorithms.common.configure import build_config
 from algorithms.common.online_loop import OnlineTrainer
 from algorithms.common.runfolder import make_run_dir
 from envs import get_task, make_env
-from offline.dataset import write_dataset
+from offline.writer import write_dataset
 from tests.test_offline_train import AGENT, random_episodes
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,7 +17,8 @@ from algorithms.common.checkpoint import CheckpointManager
 from algorithms.common.config import ConfigError
 from offline.cache import open_dataset
 from algorithms.commands.collect import CollectError, episodes_from_buffer
-from offline.dataset import DatasetError, read_dataset, read_manifest, write_dataset
+from offline.dataset import DatasetError, read_dataset, read_manifest
+from offline.writer import write_dataset
 from offline.tasksets import MT30, MT80, TaskSetError, resolve_task_set
 
 # three DMControl tasks of different observation/action sizes: (5, 1), (6, 2), (17, 6)

@@ -22,7 +22,7 @@ from algorithms.tdmpc2 import Agent as TDMPC2Agent
 from algorithms.tdmpc2 import Config as TDMPC2Config
 from envs import get_task, make_env
 from offline import open_dataset
-from offline.dataset import write_dataset
+from offline.writer import write_dataset
 from offline.random_data import random_episodes
 
 ROOT = Path(__file__).resolve().parents[1]

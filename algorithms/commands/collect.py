@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from offline.dataset import DatasetError, DatasetWriter, Episode
+from offline.dataset import DatasetError, Episode
+from offline.writer import DatasetWriter
 
 SOURCES = ("buffer", "policy")
 

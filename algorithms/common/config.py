@@ -266,6 +266,10 @@ def apply_overrides(cfg: RunConfig, overrides: dict[str, str]) -> None:
             raise _unknown_key(key, valid)
 
 
+OFFLINE_UNUSED_KEYS = ("task",)
+"""Run keys an offline run does not read (``agent.batch_size`` neither): left out of its config.yaml."""
+
+
 def to_dict(cfg: RunConfig) -> dict[str, Any]:
     """The config as plain data; an online run has no ``offline`` section and a run from scratch no ``init``
     section, so that their config.yaml and config_hash are those they had before offline training and fine-tuning
@@ -273,6 +277,11 @@ def to_dict(cfg: RunConfig) -> dict[str, Any]:
     data = dataclasses.asdict(cfg)
     if not cfg.is_offline:
         data.pop("offline")
+    else:  # what an offline run never reads: the tasks are the dataset's, batches are offline.batch_size
+        for key in OFFLINE_UNUSED_KEYS:
+            data.pop(key, None)
+        if isinstance(data.get("agent"), dict):
+            data["agent"].pop("batch_size", None)
     if cfg.init == InitConfig():
         data.pop("init")
     data["format_version"] = CONFIG_FORMAT_VERSION

@@ -8,10 +8,12 @@ algorithms, the task registry and the offline datasets, which ``config.py`` does
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
-from algorithms.common.config import (NON_SEMANTIC_KEYS, ConfigError, RunConfig, apply_overrides, apply_values,
-                                      field_types, load_yaml)
+from algorithms.common.config import (NON_SEMANTIC_KEYS, OFFLINE_UNUSED_KEYS, ConfigError, RunConfig,
+                                      apply_overrides, apply_values, field_types, load_yaml)
 from algorithms.common.device import resolve_device
 from algorithms.registry import ALGORITHMS, get_algorithm
 from envs import availability
@@ -32,11 +34,31 @@ def build_config(algo: str | None = None, config_file: str | None = None,
     cfg = RunConfig(algo=algo, agent=entry.load().Config())
     apply_values(cfg, values)
     apply_overrides(cfg, overrides)
+    absolute_paths(cfg)
     # fine-tuning (init.checkpoint): the pretrained model's shape into cfg.agent, its SHA-256 into cfg.init
     resolve_init(cfg, explicit_agent_keys(values, overrides, set(field_types(type(cfg.agent))),
                                           set(field_types(RunConfig))))
     validate(cfg)
     return cfg
+
+
+PATH_KEYS = (("offline", "dataset"), ("init", "checkpoint"), ("init", "seed_buffer_from"))
+"""Config keys naming files: taken from the working directory once, when the config is built, so that config.yaml
+names the same files whatever directory a resume (or ``evaluate``, or the workflow) runs from."""
+
+
+def absolute(path: str) -> str:
+    """``path`` from the working directory, ``..`` and ``~`` resolved, symlinks kept (they may be the point)."""
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def absolute_paths(cfg: RunConfig) -> None:
+    """Each of :data:`PATH_KEYS` that is set, made absolute against the working directory (symlinks kept)."""
+    for section, key in PATH_KEYS:
+        block = getattr(cfg, section)
+        value = getattr(block, key)
+        if value:
+            setattr(block, key, absolute(value))
 
 
 def validate(cfg: RunConfig) -> None:
@@ -115,9 +137,20 @@ def with_keys_added_later(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def semantic(data: dict[str, Any]) -> dict[str, Any]:
-    """The keys of a run config that change what is computed (not where, how it is logged or its format)."""
-    return with_keys_added_later({k: v for k, v in data.items()
+    """The keys of a run config that change what is computed (not where, how it is logged or its format). A file
+    path a config from before :func:`absolute_paths` holds relative is compared as the absolute path it named from
+    the working directory, as it was then read."""
+    data = with_keys_added_later({k: v for k, v in data.items()
                                   if k not in NON_SEMANTIC_KEYS and k != "format_version"})
+    if data.get("offline"):  # a config.yaml from before these keys were left out (config.to_dict)
+        data = {k: v for k, v in data.items() if k not in OFFLINE_UNUSED_KEYS}
+        if isinstance(data.get("agent"), dict) and "batch_size" in data["agent"]:
+            data["agent"] = {k: v for k, v in data["agent"].items() if k != "batch_size"}
+    for section, key in PATH_KEYS:
+        block = data.get(section)
+        if isinstance(block, dict) and isinstance(block.get(key), str) and not Path(block[key]).is_absolute():
+            data = {**data, section: {**block, key: absolute(block[key])}}
+    return data
 
 
 def differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:

@@ -20,7 +20,7 @@ from algorithms.common.offline_loop import OfflineTrainer
 from algorithms.common.online_loop import OnlineTrainer
 from algorithms.common.runfolder import (NON_FINITE_STOP, ConfigMismatchError, RunError, RunInterrupted,
                                          check_finished_run, lock_run_dir, make_run_dir, mark_interrupted,
-                                         prepare_run_dir)
+                                         prepare_run_dir, remove_if_unused, run_dir_for)
 
 LOOPS: dict[str, type[RunLoop]] = {"online": OnlineTrainer, "offline": OfflineTrainer}
 """The loops a run config can ask for (``offline.dataset`` set: offline); each on the life cycle of ``lifecycle``."""
@@ -48,8 +48,10 @@ def train(cfg: RunConfig, resume_non_finite: bool = False) -> Path:
     lock: runfiles.RunLock | None = None
     trainer: RunLoop | None = None
     run_dir: Path | None = None
+    new_folder, failed = False, True
     try:
         pin_machine_defaults(cfg)
+        new_folder = not run_dir_for(cfg).exists()
         run_dir = make_run_dir(cfg)
         lock = lock_run_dir(run_dir)
         stale = runfiles.remove_stale_temp_files(run_dir, run_dir / "checkpoints")
@@ -60,9 +62,12 @@ def train(cfg: RunConfig, resume_non_finite: bool = False) -> Path:
         if finished:
             check_finished_run(cfg, run_dir)
             print(f"{run_dir} already finished; nothing to do", file=sys.stderr)
+            failed = False
             return run_dir
         trainer = LOOPS[loop_kind(cfg)](cfg, run_dir)
-        return trainer.run()
+        trainer.run()
+        failed = False
+        return run_dir
     except (RunInterrupted, KeyboardInterrupt):
         if lock is not None and run_dir is not None:  # without the lock, run.json is another process's
             mark_interrupted(run_dir, trainer.write_run_info if trainer is not None else None)
@@ -84,4 +89,6 @@ def train(cfg: RunConfig, resume_non_finite: bool = False) -> Path:
     finally:
         if lock is not None:
             lock.release()
+            if failed and new_folder and run_dir is not None:
+                remove_if_unused(run_dir)  # a start that failed (e.g. a corrupt dataset) leaves no folder behind
         signal.signal(signal.SIGTERM, previous)

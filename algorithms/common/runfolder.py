@@ -7,6 +7,7 @@ status when a run is interrupted. Nothing here knows how a loop trains: ``run.py
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -64,6 +65,17 @@ def lock_run_dir(run_dir: Path) -> runfiles.RunLock:
         raise RunError(f"{run_dir} is in use by another training process ({err.holder}, lock {err.path}); "
                        "wait for it to end or stop it, then run this command again") from None
     return lock
+
+
+def remove_if_unused(run_dir: Path) -> None:
+    """Delete a run folder this process made that holds nothing but its lock (and empty folders): a run that
+    failed before writing anything. Its parents made with it stay (other seeds or tasks may use them)."""
+    try:
+        entries = list(run_dir.rglob("*"))
+    except OSError:
+        return
+    if all(p.name == runfiles.LOCK_NAME or (p.is_dir() and not any(p.iterdir())) for p in entries):
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def read_run_info(run_dir: Path) -> dict[str, Any]:
