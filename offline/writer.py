@@ -39,6 +39,8 @@ OWNER_FILE = ".writer"
 """In a temporary dataset folder: ``PID host`` of the process writing it."""
 HEADROOM = 1.25
 """Free space asked for before a batch of episodes is written, as a multiple of its arrays' bytes (hdf5 overhead)."""
+EPISODE_OVERHEAD = 32 << 10
+"""HDF5 bytes per Minari episode beyond its arrays (groups, chunk headers): about 21 KiB measured for cartpole."""
 STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG}
 ENV_ENTRY_POINT = "envs:make_env"
 """What ``recover_environment()`` calls (``gym.make`` of the stored spec): the task registry of this package."""
@@ -136,7 +138,7 @@ class DatasetWriter:
             if err.errno in STORAGE_ERRNOS or isinstance(err, PermissionError):
                 raise _storage_error(Path(err.filename or self.path.parent), err) from None
             raise
-        self._datasets: dict[int, Any] = {}
+        self._written: set[int] = set()  # task ids whose Minari dataset exists in the temporary folder
         self._returns: list[list[float]] = [[] for _ in tasks]
         self._transitions = [0] * len(tasks)
         self._closed = False
@@ -175,21 +177,66 @@ class DatasetWriter:
         if not buffers:
             return
         self._check_free_space(buffers, name)
-        try:
-            self._write(task_id, name, buffers)
-        except OSError as err:  # h5py reports a full disk as OSError; what it wrote is in the temporary folder
-            if err.errno not in STORAGE_ERRNOS and "No space left" not in str(err):
+        self._write_isolated(task_id, name, buffers)
+        self._written.add(task_id)
+
+    def _write_isolated(self, task_id: int, name: str, buffers: list) -> None:
+        """:meth:`_write` in a forked child: a full disk makes h5py raise inside its deallocators and then crash
+        the interpreter (measured on a 300 KiB tmpfs: 22 tracebacks, then a segmentation fault). The child may
+        crash; this process reports one DatasetError naming the file and the free space, and removes the
+        temporary folder. Where ``fork`` does not exist the write runs here."""
+        file = self._tmp / MINARI_DIR / minari_id(name) / "data" / "main_data.hdf5"
+        if not hasattr(os, "fork"):
+            try:
+                self._write(task_id, name, buffers)
+            except OSError as err:
+                self.abort()
+                if err.errno in STORAGE_ERRNOS or "No space left" in str(err):
+                    raise _storage_error(file, err) from None
                 raise
-            file = self._tmp / MINARI_DIR / minari_id(name) / "data" / "main_data.hdf5"
-            message = _storage_error(file, err)
-            self.abort()
-            raise message from None
+            return
+        read_end, write_end = os.pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the child: write, report what went wrong through the pipe, never return
+            code = 0
+            try:
+                os.close(read_end)
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, 2)  # h5py's tracebacks from its deallocators: the parent says what happened
+                self._write(task_id, name, buffers)
+            except BaseException as err:  # noqa: BLE001  (reported through the pipe, the parent raises)
+                number = err.errno if isinstance(err, OSError) and err.errno else 0
+                os.write(write_end, f"{number}\n{type(err).__name__}: {err}".encode(errors="replace")[:8000])
+                code = 1
+            finally:
+                os._exit(code)
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as pipe:
+            report = pipe.read().decode(errors="replace")
+        _, status = os.waitpid(pid, 0)
+        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and not report:
+            return
+        number_text, _, message = report.partition("\n")
+        number = int(number_text) if number_text.isdigit() else 0
+        free = free_space(self.path.parent)
+        self.abort()
+        if number in STORAGE_ERRNOS or "No space left" in message or "errno = 28" in message:
+            raise _storage_error(file, OSError(errno.ENOSPC if not number else number,
+                                               os.strerror(number or errno.ENOSPC))) from None
+        if os.WIFSIGNALED(status):
+            raise DatasetError(f"writing {file} crashed the HDF5 library (signal {os.WTERMSIG(status)}; {free} free "
+                               "there, a full disk is the usual cause); nothing was kept: free some space or choose "
+                               "another --out") from None
+        raise DatasetError(f"cannot write {file}: {message or 'the writer process failed'}; nothing was kept") \
+            from None
 
     def _check_free_space(self, buffers: list, task: str) -> None:
         """DatasetError before h5py starts a write the disk cannot hold (h5py handles a full disk badly)."""
         needed = HEADROOM * sum(sum(np.asarray(v).nbytes for v in (b.observations, b.actions, b.rewards,
                                                                     b.terminations, b.truncations))
-                                for b in buffers)
+                                for b in buffers) + EPISODE_OVERHEAD * len(buffers)
         free = shutil.disk_usage(self._tmp).free
         if free < needed:
             self.abort()
@@ -203,17 +250,17 @@ class DatasetWriter:
 
         with minari_root(self._tmp / MINARI_DIR), warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # Minari's advice on author/e-mail/env spec fields
-            if task_id in self._datasets:
-                self._datasets[task_id].update_dataset_from_buffer(buffers)
+            if task_id in self._written:  # an earlier add() (another process) created it
+                minari.load_dataset(minari_id(name)).update_dataset_from_buffer(buffers)
             else:
                 obs_space = gym.spaces.Box(-np.inf, np.inf, (self.obs_dims[task_id],), np.float32)
                 action_space = gym.spaces.Box(-1.0, 1.0, (self.action_dims[task_id],), np.float32)
-                self._datasets[task_id] = minari.create_dataset_from_buffers(
+                dataset = minari.create_dataset_from_buffers(
                     minari_id(name), buffers, observation_space=obs_space, action_space=action_space,
                     algorithm_name=self.source, description=f"mbdpo-bench offline data, task {name} "
                     f"(id {task_id} of {len(self.tasks)}), format_version {FORMAT_VERSION}",
                     data_format="hdf5", jpeg_encoding=False)
-                self._datasets[task_id].storage.update_metadata({
+                dataset.storage.update_metadata({
                     # another lab's `recover_environment()`: this package's task registry, at this version
                     "env_spec": env_spec_json(name), "requirements": [f"mbdpo-bench=={harness_version()}"],
                     "mbdpo_format": FORMAT, "mbdpo_format_version": FORMAT_VERSION,
@@ -224,13 +271,12 @@ class DatasetWriter:
         """Record a task's sizes once they are known (an importer learns them from the first episode of a task);
         only while the task has no episode yet, since its Minari spaces are fixed by the first ones."""
         task_id = task if isinstance(task, int) else self.tasks.index(task)
-        if task_id in self._datasets:
+        if task_id in self._written:
             raise DatasetError(f"task {self.tasks[task_id]} has episodes already; its sizes are fixed")
         self.obs_dims[task_id], self.action_dims[task_id] = int(obs_dim), int(action_dim)
 
     def abort(self) -> None:
         self._closed = True
-        self._datasets.clear()  # drop Minari's handles on the files before they are removed
         shutil.rmtree(self._tmp, ignore_errors=True)
 
     def close(self) -> dict[str, Any]:
@@ -253,7 +299,7 @@ class DatasetWriter:
                 "action_dims": self.action_dims,
                 "episodes": [len(r) for r in self._returns], "transitions": self._transitions,
                 "returns": [_summary(r) for r in self._returns],
-                "minari_ids": [minari_id(t) if i in self._datasets else None for i, t in enumerate(self.tasks)],
+                "minari_ids": [minari_id(t) if i in self._written else None for i, t in enumerate(self.tasks)],
                 "files": files, "runs": self.runs,
             }
             (self._tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, default=str) + "\n")
