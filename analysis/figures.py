@@ -115,8 +115,51 @@ def _grid(n: int, ncols: int, size: tuple[float, float] = (3.2, 2.6)) -> tuple[F
 
 
 def _millions(ax) -> None:
+    # below 1,000 the plain number: "0.0002k" read as a step count when an axis had no steps on it
     ax.xaxis.set_major_formatter(lambda x, _: "0" if x == 0 else f"{x / 1e6:g}M" if abs(x) >= 1e6
-                                 else f"{x / 1e3:g}k")
+                                 else f"{x / 1e3:g}k" if abs(x) >= 1e3 else f"{x:g}")
+
+
+def count(n: int, noun: str) -> str:
+    """``count(1, "task")`` → ``1 task``, ``count(2, "task")`` → ``2 tasks``: titles and notes say "(1 task)"."""
+    n = int(n)
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def message_panel(ax, text: str, title: str | None = None, fontsize: float = 9) -> None:
+    """``ax`` as a panel that says ``text`` instead of drawing axes: no ticks, spines or grid, so that a panel
+    without data never passes for an empty plot (ticks like "0.0002k" on nothing)."""
+    ax.axis("off")
+    if title:
+        ax.set_title(title, fontsize=fontsize, wrap=True)
+    width = max(20, int(ax.get_position().width * ax.figure.get_figwidth() * 72 / (0.6 * fontsize)))
+    ax.text(0.5, 0.5, "\n".join(textwrap.wrap(text, width, break_on_hyphens=False)) or text, ha="center",
+            va="center", fontsize=fontsize, transform=ax.transAxes, color="dimgray")
+
+
+def pad_limits(ax, x: Iterable[float] | None = None, y: Iterable[float] | None = None, fraction: float = 0.08,
+               min_pad: float = 1.0) -> None:
+    """Axis limits ``fraction`` of the data span beyond the extreme ``x`` (and ``y``) values, at least ``min_pad``
+    (data units; on a log axis, a factor of 10 ** (``fraction`` decades)): a point at the data's edge, or an interval
+    whose bar starts there (bars' edges are "sticky" and take no automatic margin), stays inside the panel."""
+    for values, axis in ((x, "x"), (y, "y")):
+        if values is None:
+            continue
+        v = np.asarray([float(t) for t in values], dtype=float)
+        v = v[np.isfinite(v)]
+        if not len(v):
+            continue
+        log = (ax.get_xscale() if axis == "x" else ax.get_yscale()) == "log"
+        if log:
+            v = np.log10(v[v > 0])
+            if not len(v):
+                continue
+        low, high = float(v.min()), float(v.max())
+        pad = max(fraction * (high - low), fraction if log else min_pad)
+        lo, hi = low - pad, high + pad
+        if log:
+            lo, hi = 10.0 ** lo, 10.0 ** hi
+        (ax.set_xlim if axis == "x" else ax.set_ylim)(lo, hi)
 
 
 def _legend(fig: Figure, handles_from) -> None:
@@ -196,8 +239,7 @@ def aggregate_curves(curves: pd.DataFrame, ylabel: str = "IQM normalised score",
             c = sub[sub["algorithm"] == alg].sort_values("step")
             ax.plot(c["step"], c["value"], color=palette[alg], label=display_name(alg), lw=1.6)
             ax.fill_between(c["step"], c["low"], c["high"], color=palette[alg], alpha=0.2, lw=0)
-        n_tasks = int(sub["n_tasks"].max())
-        ax.set_title(f"{domain} ({n_tasks} task{'s' if n_tasks != 1 else ''})")
+        ax.set_title(f"{domain} ({count(sub['n_tasks'].max(), 'task')})")
         ax.set_xlabel("env steps")
         ax.set_ylim(-2, 102)
         _millions(ax)
@@ -241,7 +283,7 @@ def efficiency_figure(curves: pd.DataFrame, row: Mapping, units_note: str = "x: 
         title = f"{domain}: k not estimated ({row['notes']})"
     ax.set_title(title, fontsize=9, wrap=True)
     ax.set_xlabel(f"env steps\n{units_note}", fontsize=8)
-    ax.set_ylabel(f"mean normalised score ({int(row['n_tasks'])} tasks)")
+    ax.set_ylabel(f"mean normalised score ({count(row['n_tasks'], 'task')})")
     _millions(ax)
     ax.grid(alpha=0.3)
     ax.legend(frameon=False, fontsize=8)
@@ -266,13 +308,17 @@ def interval_plot(intervals: pd.DataFrame, domain: str = "All") -> Figure:
             r = row.iloc[0]
             ax.barh(y, r["high"] - r["low"], left=r["low"], height=0.6, color=palette[alg], alpha=0.75)
             ax.plot(r["value"], y, marker="o", ms=5, color=palette[alg], mec="black", clip_on=False)
+        # a bar's left edge is "sticky" (no automatic margin): the lowest interval, and a dot on it, sat on the edge
+        rows = sub[sub["metric"] == metric]
+        pad_limits(ax, x=[*rows["low"], *rows["high"], *rows["value"]])
         ax.set_yticks(range(len(algs)), [display_name(a) for a in algs] if ax is axes[0] else [""] * len(algs))
         ax.set_title(METRIC_NAMES[metric])
         ax.set_xlabel("normalised score")
         ax.grid(axis="x", alpha=0.3)
     fig.supylabel("algorithm")
     n_tasks = int(sub["n_tasks"].max())
-    fig.suptitle(_wrap(fig, f"{domain}: aggregate metrics with 95% stratified-bootstrap CIs ({n_tasks} tasks)", 12))
+    fig.suptitle(_wrap(fig, f"{domain}: aggregate metrics with 95% stratified-bootstrap CIs ({count(n_tasks, 'task')})",
+                       12))
     return fig
 
 
@@ -289,7 +335,7 @@ def performance_profile_plot(profiles: pd.DataFrame) -> Figure:
         ax.fill_between(p["tau"], p["low"], p["high"], color=palette[alg], alpha=0.2, lw=0)
     ax.set_xlabel("normalised score τ")
     ax.set_ylabel("fraction of runs with score > τ")
-    ax.set_title(f"Performance profiles ({int(profiles['n_tasks'].max())} common tasks)")
+    ax.set_title(f"Performance profiles ({count(profiles['n_tasks'].max(), 'common task')})")
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
     ax.legend(frameon=False)
@@ -311,7 +357,7 @@ def probability_of_improvement_plot(poi: pd.DataFrame) -> Figure:
     ax.axvline(0.5, color="grey", ls="--", lw=1)
     candidate = display_name(poi["algorithm"].iloc[0])
     ax.set_yticks(range(len(baselines)), [f"{candidate} vs {display_name(b)}" for b in baselines])
-    ax.set_xlim(0, 1.02)
+    ax.set_xlim(-0.04, 1.04)  # a probability of 0 or 1 (and its dot) inside the panel, not on its edge
     ax.set_xlabel(f"P({candidate} > baseline)")
     ax.set_ylabel("comparison")
     ax.set_title("Probability of improvement")
@@ -355,25 +401,33 @@ def diagnostics_curves(train: pd.DataFrame, columns: Iterable[str] = ("cross_td_
                        smooth: int = 1) -> Figure:
     """Fig. 3: cross-TD error and policy drift over training (from train.csv), mean over runs ± 1 std, per algorithm.
 
-    ``smooth`` > 1 averages that many consecutive log rows first. Columns absent from every run say so in their
-    panel. The y label names the quantity (:data:`DIAGNOSTIC_UNITS`); a quantity never negative has its band cut
-    at 0, and one whose positive values span more than :data:`LOG_SCALE_DECADES` decades is drawn on a log axis
-    (its band cut at the smallest value logged).
+    ``smooth`` > 1 averages that many consecutive log rows first. A column absent from train.csv (or empty in every
+    run) gets no axes, only a panel saying it was not recorded by these runs (empty axes with ticks read as a plot of
+    nothing); when no column was recorded the figure says only that. The y label names the quantity
+    (:data:`DIAGNOSTIC_UNITS`); a quantity never negative has its band cut at 0, and one whose positive values span
+    more than :data:`LOG_SCALE_DECADES` decades is drawn on a log axis (its band cut at the smallest value logged).
     """
     columns = list(columns)
     if train.empty:
         return _empty("no training logs (train.csv) to plot")
+
+    def recorded(column: str) -> bool:
+        return column in train.columns and bool(pd.to_numeric(train[column], errors="coerce").notna().any())
+
+    if not any(recorded(c) for c in columns):
+        return _empty(f"no {', '.join(repr(c) for c in columns)} in train.csv: not recorded by these runs")
     fig, axes = _grid(len(columns), len(columns), size=(4.2, 3.0))
     palette = colors(train["algorithm"])
     for ax, column in zip(axes, columns):
-        ax.set_title(DIAGNOSTIC_NAMES.get(column, column.replace("_", " ")), fontsize=9, wrap=True)
+        title = DIAGNOSTIC_NAMES.get(column, column.replace("_", " "))
+        if not recorded(column):
+            message_panel(ax, f"no '{column}' in train.csv: not recorded by these runs", title=title)
+            continue
+        ax.set_title(title, fontsize=9, wrap=True)
         ax.set_xlabel("env steps (harness runs)")
         ax.set_ylabel(DIAGNOSTIC_UNITS.get(column, column.replace("_", " ")))
         _millions(ax)
         ax.grid(alpha=0.3)
-        if column not in train.columns or train[column].isna().all():
-            ax.text(0.5, 0.5, f"no '{column}' in train.csv", ha="center", va="center", transform=ax.transAxes)
-            continue
         logged = pd.to_numeric(train[column], errors="coerce")
         logged = logged[np.isfinite(logged)]
         non_negative = bool((logged >= 0).all())
@@ -406,14 +460,29 @@ def diagnostics_curves(train: pd.DataFrame, columns: Iterable[str] = ("cross_td_
 
 # ------------------------------------------------------------------------------------------------ scaling (fig. 6)
 
+MIN_SCALING_SIZES = 2
+"""A scaling figure needs at least this many model sizes: one size is a point, not a trend."""
+
+
+def too_few_sizes(n: int, sizes: Iterable[str], where: str = "") -> str:
+    """The message a scaling panel shows instead of a curve of fewer than :data:`MIN_SCALING_SIZES` sizes."""
+    listed = ", ".join(sizes)
+    return (f"{where + ': ' if where else ''}{count(n, 'model size')}{f' ({listed})' if listed else ''}: a scaling "
+            f"curve needs at least {MIN_SCALING_SIZES} sizes, so none is drawn")
+
+
 def scaling_plot(scaling: pd.DataFrame) -> Figure:
     """Fig. 6: normalised score against world-model parameters, one line per algorithm and task set.
 
     ``scaling``: one row per run with ``algorithm, params`` (parameter count), ``task_set`` (e.g. 30, 80) and
-    ``score``; points are means over runs with ±1 std error bars.
+    ``score``; points are means over runs with ±1 std error bars. Fewer than two model sizes are no curve: the
+    figure then says how many it has (:data:`MIN_SCALING_SIZES`).
     """
     if scaling.empty:
         return _empty("no scaling runs")
+    n_sizes = scaling["params"].nunique()
+    if n_sizes < MIN_SCALING_SIZES:
+        return _empty(too_few_sizes(n_sizes, [f"{p / 1e6:g}M" for p in sorted(scaling["params"].unique())]))
     fig = Figure(figsize=(5.8, 3.8), layout="constrained")
     ax = fig.subplots()
     palette = colors(scaling["algorithm"])
@@ -431,6 +500,8 @@ def scaling_plot(scaling: pd.DataFrame) -> Figure:
     ticks = sorted(scaling["params"].unique())
     ax.set_xticks(ticks, [f"{p / 1e6:g}M" for p in ticks])
     ax.minorticks_off()
+    means = scaling.groupby(["algorithm", "task_set", "params"])["score"].agg(["mean", "std"]).fillna(0.0)
+    pad_limits(ax, x=ticks, y=[*(means["mean"] - means["std"]), *(means["mean"] + means["std"])])
     ax.set_xlabel("world-model parameters")
     ax.set_ylabel("normalised score")
     ax.set_title("Scaling")
@@ -457,7 +528,8 @@ def o2o_curves(aligned: pd.DataFrame, settings: Mapping[str, str]) -> Figure:
         sub = aligned[aligned["algorithm"] == alg]
         per_seed = sub.groupby(["seed", "step"])["score"].mean()
         stats = per_seed.groupby("step").agg(["mean", "std"]).fillna(0.0)
-        ax.plot(stats.index, stats["mean"], color=palette[i], label=f"{label} ({sub['task'].nunique()} tasks)")
+        ax.plot(stats.index, stats["mean"], color=palette[i],
+                label=f"{label} ({count(sub['task'].nunique(), 'task')})")
         ax.fill_between(stats.index, stats["mean"] - stats["std"], stats["mean"] + stats["std"], color=palette[i],
                         alpha=0.2, lw=0)
     ax.set_xlabel("env steps")
@@ -496,7 +568,7 @@ def ablation_plot(values: pd.DataFrame, parameter: str, label: str | None = None
         ax.legend(frameon=False, loc="lower right")
     ax.set_xlabel(label or parameter)
     ax.set_ylabel("normalised score")
-    ax.set_title(f"Ablation: {label or parameter} ({sub['task'].nunique()} tasks)")
+    ax.set_title(f"Ablation: {label or parameter} ({count(sub['task'].nunique(), 'task')})")
     ax.grid(axis="y", alpha=0.3)
     return fig
 
@@ -519,6 +591,6 @@ def task_embedding_figure(embedding: pd.DataFrame, highlight: Iterable[str] = ()
             ax.annotate(task, (row["x"].iloc[0], row["y"].iloc[0]), textcoords="offset points", xytext=(8, 8))
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(f"Task embeddings (t-SNE, {len(embedding)} tasks)")
+    ax.set_title(f"Task embeddings (t-SNE, {count(len(embedding), 'task')})")
     ax.legend(frameon=False)
     return fig

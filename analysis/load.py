@@ -158,7 +158,8 @@ def load_runs(root: str | Path, expected: Iterable[tuple[str, str, int]] | None 
     — or, without ``expected``, holes in each name's own task × seed grid — are reported as ``missing``; unreadable files as
     ``corrupt`` with their path; evaluations with a non-finite return (or an infinite success) as ``non_finite``
     with the file's path, and left out. ``runs`` holds one row per run (status, config hash, wall time, flattened config
-    keys ``agent.*``); ``train`` the train.csv rows (with ``algorithm, task, domain, seed``) when ``train_logs``.
+    keys ``agent.*``, and a fine-tuning run's ``init_new_task`` and ``init_pretrained_tasks``, None for others);
+    ``train`` the train.csv rows (with ``algorithm, task, domain, seed``) when ``train_logs``.
 
     Offline runs (:func:`is_offline_run`; ``{name}/{dataset}/{seed}/``) go to ``offline`` (``OFFLINE_COLUMNS``: one
     row per task per evaluation, ``step`` in gradient updates) and ``offline_runs``, never to ``evals``: their steps
@@ -217,7 +218,12 @@ def load_runs(root: str | Path, expected: Iterable[tuple[str, str, int]] | None 
         meta = {**_flatten(config), "algorithm": name, "algo": info.get("algo", name), "task": task, "seed": seed,
                 "status": info.get("status", ""), "config_hash": info.get("config_hash", ""),
                 "env_steps_done": info.get("env_steps_done"), "total_env_steps": info.get("total_env_steps"),
-                "wall_time_s": info.get("wall_time_s"), "device": info.get("device", ""), "path": str(run_dir)}
+                "wall_time_s": info.get("wall_time_s"), "device": info.get("device", ""), "path": str(run_dir),
+                # a fine-tuning run's pretraining set (results/README.md): whether its task is held-out (fig. 7);
+                # None for runs from scratch and for runs written before the keys existed
+                "init_new_task": info.get("init_new_task"),
+                "init_pretrained_tasks": tuple(info["init_pretrained_tasks"]) if isinstance(
+                    info.get("init_pretrained_tasks"), list) else None}
         runs.append(meta)
         if meta["status"] != "finished":
             problems.append(_problem("incomplete", run_dir, f"run status is {meta['status']!r}: " + (

@@ -120,30 +120,43 @@ def _updates(ax) -> None:
                                  else f"{x / 1e3:g}k" if abs(x) >= 1e3 else f"{x:g}")
 
 
+LINESTYLES = ("-", "--", ":", "-.")
+"""Line style per algorithm in :func:`offline_curves_figure` (colour is the model size)."""
+
+
 def offline_curves_figure(curves: pd.DataFrame, ncols: int = 4) -> Figure:
     """Mean normalised score against gradient updates: one panel per (dataset, algorithm), one line per model size
     (a sequential colour, smallest lightest, so that "larger is better" reads as a gradient), 95 % CI bands.
-    ``curves`` is :func:`offline_curves`' table."""
+    ``curves`` is :func:`offline_curves`' table.
+
+    The legend is shared by the panels, so each entry names its algorithm as well as its size ("MBDPO 1.7M (1.7M
+    params)") and each algorithm has its own line style: two algorithms of one preset share a colour, and entries
+    "1.7M (1.7M params)" / "1.7M (1.4M params)" in one colour did not say which was which."""
     if curves.empty:
         return F._empty("no offline evaluations")
     panels = [(d, a) for d in sorted(curves["dataset"].unique()) for a in F.ordered(curves["algorithm"])
               if ((curves["dataset"] == d) & (curves["algorithm"] == a)).any()]
     fig, axes = F._grid(len(panels), ncols, size=(3.4, 2.7))
     sizes = size_order(curves["model_size"])
+    algorithms = F.ordered(curves["algorithm"])
     palette = dict(zip(sizes, F.sns.color_palette("viridis", n_colors=max(len(sizes), 1))))
+    styles = {a: LINESTYLES[i % len(LINESTYLES)] for i, a in enumerate(algorithms)}
+    order: dict[str, tuple[int, int]] = {}  # legend label → (algorithm, size) rank
     for ax, (dataset, alg) in zip(axes, panels):
         sub = curves[(curves["dataset"] == dataset) & (curves["algorithm"] == alg)]
         for size in size_order(sub["model_size"]):
             c = sub[sub["model_size"] == size].sort_values("step")
-            label = f"{size}" if math.isnan(c["params"].iloc[0]) else f"{size} ({c['params'].iloc[0] / 1e6:.1f}M params)"
-            ax.plot(c["step"], c["value"], color=palette[size], marker="o", ms=3, label=label)
+            params = c["params"].iloc[0]
+            label = f"{F.display_name(alg)} {size}" + ("" if math.isnan(params) else f" ({params / 1e6:.1f}M params)")
+            order[label] = (algorithms.index(alg), sizes.index(size))
+            ax.plot(c["step"], c["value"], color=palette[size], ls=styles[alg], marker="o", ms=3, label=label)
             ax.fill_between(c["step"], c["low"], c["high"], color=palette[size], alpha=0.2, lw=0)
         ax.set_title(f"{F.display_name(alg)}, {dataset}", fontsize=9)
         ax.set_xlabel(X_LABEL_UPDATES)
         ax.set_ylabel(Y_LABEL)
         _updates(ax)
         ax.grid(alpha=0.3)
-    F._legend(fig, _by_size(axes))
+    F._legend(fig, _AllPanels(axes, key=order.__getitem__))
     return fig
 
 
@@ -162,26 +175,31 @@ class _AllPanels:
         return [seen[label] for label in labels], labels
 
 
-def _by_size(axes: list) -> _AllPanels:
-    """Model sizes smallest first (labels start with the preset's name)."""
-    labels = [label for ax in axes for label in ax.get_legend_handles_labels()[1]]
-    order = size_order(list(dict.fromkeys(label.split(" ")[0] for label in labels)))
-    return _AllPanels(axes, key=lambda label: order.index(label.split(" ")[0]))
-
-
 def scaling_figure(scaling: pd.DataFrame) -> Figure:
     """Fig. 6: final mean normalised score against learnable parameters (log x), one panel per dataset (mt30,
     mt80, …), one line per algorithm with its 95 % CI band. ``scaling`` is :func:`scaling_table`'s table; sizes
     without a known parameter count (NaN) cannot be placed and are left out of the figure (they stay in the
-    table)."""
+    table).
+
+    A dataset with fewer than two model sizes (:data:`analysis.figures.MIN_SCALING_SIZES`) is no curve: its panel
+    says how many sizes it has instead (one preset's points of two algorithms sit a little apart on the x axis and
+    looked like a sweep); when no dataset has two, the figure is that message alone. The axes are padded so that no
+    point or band sits on a panel's edge."""
     data = scaling.dropna(subset=["params"])
     if data.empty:
         return F._empty("no offline runs of a known size preset")
     datasets = sorted(data["dataset"].unique())
+    sizes = {d: size_order(data.loc[data["dataset"] == d, "model_size"]) for d in datasets}
+    if all(len(s) < F.MIN_SCALING_SIZES for s in sizes.values()):
+        return F._empty("; ".join(F.too_few_sizes(len(sizes[d]), sizes[d], d) for d in datasets))
     fig, axes = F._grid(len(datasets), 3, size=(4.2, 3.2))
     palette = F.colors(data["algorithm"])
     for ax, dataset in zip(axes, datasets):
         sub = data[data["dataset"] == dataset]
+        title = f"{dataset} ({F.count(sub['n_tasks'].max(), 'task')})"
+        if len(sizes[dataset]) < F.MIN_SCALING_SIZES:
+            F.message_panel(ax, F.too_few_sizes(len(sizes[dataset]), sizes[dataset]), title=title, fontsize=10)
+            continue
         for alg in F.ordered(sub["algorithm"]):
             c = sub[sub["algorithm"] == alg].sort_values("params")
             ax.plot(c["params"], c["mean"], color=palette[alg], marker="o", label=F.display_name(alg))
@@ -192,11 +210,10 @@ def scaling_figure(scaling: pd.DataFrame) -> Figure:
         ticks = sub.groupby("model_size")["params"].apply(lambda p: float(np.exp(np.log(p).mean())))
         ax.set_xticks(list(ticks.values), list(ticks.index))
         ax.minorticks_off()
+        F.pad_limits(ax, x=sub["params"], y=[*sub["low"], *sub["high"], *sub["mean"]])
         ax.set_xlabel("learnable parameters (log scale), by preset")
         ax.set_ylabel("final " + Y_LABEL)
-        ax.set_title(f"{dataset} ({int(sub['n_tasks'].max())} tasks)", fontsize=10)
+        ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3, which="both")
     F._legend(fig, _AllPanels(axes))
     return fig
-
-

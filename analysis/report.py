@@ -194,6 +194,7 @@ def analyze(out: str | Path, runs: str | Path | None = None, published: str | Pa
         steps = values.groupby("domain")["step"].first().to_dict()
         intervals = S.interval_estimates(values, reps=reps, seed=seed)
         per_domain = T.per_domain_table(intervals, steps)
+        task_sets = S.aggregate_tasks(values)  # summary.md says which tasks each row aggregates
         written += T.write_table(per_domain, tables / "per_domain",
                                  "Normalised score (0-100) per domain: mean and IQM with 95% stratified-bootstrap CIs, "
                                  f"at env step `step`. Step readings: {units_note}")
@@ -269,13 +270,14 @@ def analyze(out: str | Path, runs: str | Path | None = None, published: str | Pa
 
         online_problems = [early, missing_steps(evals, grid)]
         if O2O.has_o2o(evals):
-            o2o_written, o2o_lines, o2o_problems = write_o2o(evals, out, save, reps, seed)
+            o2o_written, o2o_lines, o2o_problems = write_o2o(evals, out, save, reps, seed, data.runs)
             written += o2o_written
             online_problems.append(o2o_problems)
         dropped_all = pd.concat([dropped.assign(where="curves"), dropped_at.assign(where="table")],
                                 ignore_index=True)
     else:  # offline runs only: no env-step evaluation to table
         per_domain = pd.DataFrame(columns=T.PER_DOMAIN_COLUMNS)
+        task_sets = pd.DataFrame(columns=S.AGGREGATE_TASKS_COLUMNS)
         eff_table = pd.DataFrame(columns=E.EFFICIENCY_COLUMNS)
         online_problems = []
         dropped_all = pd.DataFrame(columns=["algorithm", "task", "seed", "reason", "n", "steps", "where"])
@@ -305,7 +307,7 @@ def analyze(out: str | Path, runs: str | Path | None = None, published: str | Pa
     written.append(T.atomic_write_text(out / "summary.md", _summary(evals, problems, dropped_all, per_domain,
                                                                     written, out, data.step_units, eff_table,
                                                                     banner, offline_lines + o2o_lines,
-                                                                    ledger_lines)))
+                                                                    ledger_lines, task_sets)))
     return AnalysisResult(out, per_domain, problems, dropped_all, written, eff_table, data.step_units)
 
 
@@ -313,18 +315,21 @@ O2O_CAPTION = ("Offline-to-online (fig. 7): `<algo>-finetune` (started from the 
                "`<algo>-scratch` (same config and seeds), normalised score (0-100) at `step`, the last env step every "
                "paired run reached. Per task: mean over seeds, 95% bootstrap CI over seeds; `difference` = fine-tune "
                "− scratch; `reach_step`: the first env step at which fine-tuning's mean curve reaches scratch's final "
-               "score (NaN: never). Task `All`: IQM over held-out tasks × seeds, stratified-bootstrap CIs.")
+               "score (NaN: never). Task `All`: IQM over the tasks × seeds, stratified-bootstrap CIs. `pretraining`: "
+               "`held-out` = outside the pretrained checkpoint's tasks, `seen in pretraining` = one of them (each "
+               "fine-tuning run's run.json `init_new_task` / `init_pretrained_tasks`); `All` says what its tasks are.")
 
 
-def write_o2o(evals: pd.DataFrame, out: Path, save, reps: int = 2000,
-              seed: int = 0) -> tuple[list[Path], list[str], pd.DataFrame]:
+def write_o2o(evals: pd.DataFrame, out: Path, save, reps: int = 2000, seed: int = 0,
+              runs: pd.DataFrame | None = None) -> tuple[list[Path], list[str], pd.DataFrame]:
     """The O2O outputs (analysis/o2o.py) under ``out`` and the summary.md section: (files, markdown lines,
-    ``unpaired`` problems). ``tables/o2o.{csv,md}`` (per algorithm × held-out task and the aggregate),
-    ``tables/o2o_curves.csv``, ``figures/o2o_curves.png`` (a panel per held-out task and an aggregate one) and
+    ``unpaired`` problems). ``tables/o2o.{csv,md}`` (per algorithm × task and the aggregate, each with whether the
+    pretraining saw it, from ``runs``' run.json keys), ``tables/o2o_curves.csv``, ``figures/o2o_curves.png`` (a
+    panel per task and an aggregate one) and
     ``figures/o2o_aggregate.png``; only a caption and the problems when no family has its partner, so that a
     half-finished O2O run set says why it has no figure rather than having none."""
     tables, figs = out / "tables", out / "figures"
-    result = O2O.o2o_analysis(evals, reps=reps, seed=seed)
+    result = O2O.o2o_analysis(evals, reps=reps, seed=seed, runs=runs)
     lines = ["## Offline-to-online fine-tuning (fig. 7)", ""]
     written: list[Path] = []
     n_unpaired = len(result.problems)
@@ -342,14 +347,15 @@ def write_o2o(evals: pd.DataFrame, out: Path, save, reps: int = 2000,
         low, high = r[f"{key}_low"], r[f"{key}_high"]
         return f"{r[key]:.1f}" + ("" if pd.isna(low) else f" [{low:.1f}, {high:.1f}]")
 
-    shown = pd.DataFrame([{"algorithm": F.display_name(r["algorithm"]), "task": r["task"], "env step": f"{r['step']:,}",
+    shown = pd.DataFrame([{"algorithm": F.display_name(r["algorithm"]), "task": r["task"],
+                           "pretraining": r["pretraining"], "env step": f"{r['step']:,}",
                            "seeds": int(r["n_seeds"]), "fine-tuned": cell(r, "finetune"),
                            "from scratch": cell(r, "scratch"), "difference": cell(r, "difference"),
                            "reaches scratch's final at": "never" if pd.isna(r["reach_step"]) else
                            f"{int(r['reach_step']):,} ({r['reach_fraction']:.0%})", "notes": r["notes"]}
                           for _, r in result.table.iterrows()])
     lines += [O2O_CAPTION, "", T.to_markdown(shown), "",
-              "Figures: figures/o2o_curves.png (per held-out task and aggregated; fine-tuned solid, from scratch "
+              "Figures: figures/o2o_curves.png (per task and aggregated; fine-tuned solid, from scratch "
               "dashed), figures/o2o_aggregate.png.", ""]
     if n_unpaired:
         lines += [f"**{n_unpaired} fine-tune/scratch run(s) unpaired** and left out of this comparison "
@@ -382,7 +388,9 @@ def write_offline(offline: pd.DataFrame, out: Path, save, reps: int = 2000, seed
     written.append(save(O.offline_curves_figure(curves), figs / "offline_curves.png"))
     scaling = O.scaling_table(scores, reps=reps, seed=seed)
     written += T.write_table(scaling, tables / "scaling", OFFLINE_CAPTION)
-    sized = scaling.dropna(subset=["params"]).groupby("dataset")["params"].nunique()
+    # model sizes, not parameter counts: one preset of two algorithms has two counts (MBDPO's include its energy
+    # and score network) and passed for a sweep of two sizes
+    sized = scaling.dropna(subset=["params"]).groupby("dataset")["model_size"].nunique()
     lines = ["## Offline runs (multi-task; steps are gradient updates)", "",
              f"Read {offline.groupby(['algorithm', 'dataset', 'model_size', 'seed']).ngroups} offline run(s) of "
              f"{offline['algorithm'].nunique()} algorithm(s) on {offline['dataset'].nunique()} dataset(s) "
@@ -391,12 +399,13 @@ def write_offline(offline: pd.DataFrame, out: Path, save, reps: int = 2000, seed
              OFFLINE_CAPTION, "",
              T.to_markdown(scaling.drop(columns=["notes"]).assign(
                  params=scaling["params"].map(lambda v: "" if pd.isna(v) else f"{v / 1e6:.2f}M"))), ""]
-    if (sized >= 2).any():
+    if (sized >= F.MIN_SCALING_SIZES).any():
         written.append(save(O.scaling_figure(scaling), figs / "scaling.png"))
         lines.append("Scaling figure (fig. 6): figures/scaling.png.")
     else:
+        found = O.size_order(offline["model_size"])
         lines.append("No scaling figure: fig. 6 needs runs of at least two model sizes (of known parameter count) "
-                     f"on one dataset; found {', '.join(O.size_order(offline['model_size'])) or 'none'}.")
+                     f"on one dataset; found {F.count(len(found), 'size')}: {', '.join(found) or 'none'}.")
     notes = scaling.loc[scaling["notes"] != "", ["dataset", "algorithm", "model_size", "notes"]]
     lines += [f"- {r.dataset} {r.algorithm} {r.model_size}: {r.notes}" for r in notes.itertuples()]
     if single_task_scaling is not None:
@@ -587,6 +596,46 @@ def _file_slug(text: str) -> str:
     return "_".join("".join(c if c.isalnum() or c in "-@" else " " for c in text).split())
 
 
+def _task_list(tasks) -> str:
+    return ", ".join(tasks) if len(tasks) else "none"
+
+
+def task_set_lines(task_sets: pd.DataFrame) -> list[str]:
+    """summary.md lines saying which tasks each row of the per-domain table aggregates
+    (:func:`analysis.stats.aggregate_tasks`): per domain the tasks, once when every algorithm has the same ones and
+    per algorithm otherwise, with the tasks left out; and one line when the ``All`` row restricted algorithms to a
+    common task set (a number on 1 task beside one on 2 in another row must not read as the same comparison)."""
+    if task_sets.empty:
+        return []
+    lines = ["Tasks behind each row (per domain: each algorithm's own tasks with its usual number of runs; `All`: "
+             "only the tasks every algorithm has):", ""]
+    restricted = []
+    for domain in F._domains(task_sets["domain"]):
+        sub = task_sets[task_sets["domain"] == domain]
+        algs = F.ordered(sub["algorithm"])
+        rows = {a: sub[sub["algorithm"] == a].iloc[0] for a in algs}
+        sets = {r["tasks"] for r in rows.values()}
+        if len(sets) == 1:
+            tasks = next(iter(sets))
+            text = f"{F.count(len(tasks), 'task')}, every algorithm: {_task_list(tasks)}"
+        else:
+            text = "; ".join(f"{F.display_name(a)}: {F.count(r['n_tasks'], 'task')} ({_task_list(r['tasks'])})"
+                             for a, r in rows.items())
+        left = [f"{F.display_name(a)}: {_task_list(r['left_out'])}" for a, r in rows.items() if len(r["left_out"])]
+        if left:
+            text += " — left out: " + "; ".join(left)
+        lines.append(f"- **{domain}**: {text}")
+        if domain == S.ALL_DOMAINS and left:
+            restricted = left
+    lines.append("")
+    if restricted:
+        shared = next(iter(task_sets.loc[task_sets["domain"] == S.ALL_DOMAINS, "tasks"]))
+        lines += [f"**Common task set:** the `All` row compares every algorithm on the {F.count(len(shared), 'task')} "
+                  f"all algorithms have ({_task_list(shared)}), so it leaves out tasks some algorithms have "
+                  f"({'; '.join(restricted)}); a domain row may use more.", ""]
+    return lines
+
+
 def _not_final(problems: pd.DataFrame) -> list[str]:
     """Lines for the top of summary.md when runs are unfinished or a table is not at the budget end."""
     if problems.empty:
@@ -603,7 +652,8 @@ def _not_final(problems: pd.DataFrame) -> list[str]:
 def _summary(evals: pd.DataFrame, problems: pd.DataFrame, dropped: pd.DataFrame, per_domain: pd.DataFrame,
              written: list[Path], out: Path, step_units: pd.DataFrame | None = None,
              efficiency: pd.DataFrame | None = None, banner: str | None = None,
-             offline_lines: list[str] | None = None, ledger_lines: list[str] | None = None) -> str:
+             offline_lines: list[str] | None = None, ledger_lines: list[str] | None = None,
+             task_sets: pd.DataFrame | None = None) -> str:
     lines = ["# Analysis summary", "", *([f"> **{banner[0].upper() + banner[1:]}.**", ""] if banner else []),
              *(ledger_lines or []),
              (f"Read {evals.groupby(['algorithm', 'task', 'seed']).ngroups} runs of "
@@ -623,7 +673,9 @@ def _summary(evals: pd.DataFrame, problems: pd.DataFrame, dropped: pd.DataFrame,
     else:
         lines += ["", "## Per-domain normalised score", "",
                   "At the env step in `tables/per_domain.csv`'s column `step` (default: each domain's budget end).",
-                  "", T.to_markdown(T.paper_domain_table(per_domain)), ""]
+                  "", T.to_markdown(T.paper_domain_table(per_domain)), "",
+                  *task_set_lines(task_sets if task_sets is not None else
+                                  pd.DataFrame(columns=S.AGGREGATE_TASKS_COLUMNS))]
     lines += offline_lines or []
     if efficiency is not None and not efficiency.empty:
         lines += ["## Sample-efficiency ratio", "", EFFICIENCY_CAPTION, "",

@@ -149,16 +149,8 @@ def interval_estimates(values: pd.DataFrame, metrics: Iterable[str] = tuple(METR
     with like); per-domain rows use each algorithm's own tasks of the domain (``n_tasks`` says how many).
     """
     names = list(metrics)
-    cells: list[tuple[str, str, np.ndarray, list[str]]] = []  # (domain, algorithm, matrix, notes)
-    for domain, frame in (values.groupby(group) if group else []):
-        for alg, g in frame.groupby("algorithm"):
-            matrix, _, notes = score_matrix(g)
-            cells.append((domain, alg, matrix, notes))
-    if overall or not group:
-        matrices, _, notes = common_matrices(values)
-        cells += [(ALL_DOMAINS, alg, matrix, notes[alg]) for alg, matrix in matrices.items()]
     rows = []
-    for domain, alg, matrix, notes in cells:
+    for domain, alg, matrix, _, notes in _aggregate_cells(values, group, overall):
         if matrix.size == 0:
             continue
         result = aggregate_with_ci(matrix, names, reps, seed, confidence, engine)
@@ -168,6 +160,44 @@ def interval_estimates(values: pd.DataFrame, metrics: Iterable[str] = tuple(METR
                          "high": high, "n_tasks": matrix.shape[1], "n_runs": matrix.size, "notes": "; ".join(notes)})
     return pd.DataFrame(rows, columns=["algorithm", "domain", "metric", "value", "low", "high", "n_tasks", "n_runs",
                                        "notes"])
+
+
+def _aggregate_cells(values: pd.DataFrame, group: str | None = "domain",
+                     overall: bool = True) -> list[tuple[str, str, np.ndarray, list[str], list[str]]]:
+    """(domain, algorithm, runs × tasks matrix, tasks, notes) of every row :func:`interval_estimates` writes: per
+    ``group`` each algorithm's own tasks (:func:`score_matrix`), and ``All`` the tasks every algorithm shares
+    (:func:`common_matrices`). One rule for the numbers and for :func:`aggregate_tasks`, which says which tasks."""
+    cells = []
+    for domain, frame in (values.groupby(group) if group else []):
+        for alg, g in frame.groupby("algorithm"):
+            matrix, tasks, notes = score_matrix(g)
+            cells.append((domain, alg, matrix, tasks, notes))
+    if overall or not group:
+        matrices, shared, notes = common_matrices(values)
+        cells += [(ALL_DOMAINS, alg, matrix, list(shared), notes[alg]) for alg, matrix in matrices.items()]
+    return cells
+
+
+AGGREGATE_TASKS_COLUMNS = ["algorithm", "domain", "tasks", "n_tasks", "available", "left_out"]
+
+
+def aggregate_tasks(values: pd.DataFrame, group: str | None = "domain", overall: bool = True) -> pd.DataFrame:
+    """Which tasks each row of :func:`interval_estimates` (and so ``per_domain``) aggregates
+    (:data:`AGGREGATE_TASKS_COLUMNS`, one row per algorithm × domain): ``tasks`` the tasks used (a sorted tuple),
+    ``available`` the tasks the algorithm has runs of in that domain (``All``: anywhere), ``left_out`` the
+    difference — tasks with fewer runs than the algorithm's usual count, and in ``All`` the tasks some other
+    algorithm lacks (the row compares every algorithm on one common task set)."""
+    rows = []
+    for domain, alg, matrix, tasks, _ in _aggregate_cells(values, group, overall):
+        if matrix.size == 0:
+            continue
+        mine = values[values["algorithm"] == alg]
+        if domain != ALL_DOMAINS and group:
+            mine = mine[mine[group] == domain]
+        available = tuple(sorted(mine["task"].unique()))
+        rows.append({"algorithm": alg, "domain": domain, "tasks": tuple(sorted(tasks)), "n_tasks": len(tasks),
+                     "available": available, "left_out": tuple(t for t in available if t not in set(tasks))})
+    return pd.DataFrame(rows, columns=AGGREGATE_TASKS_COLUMNS)
 
 
 def _common_tasks(values: pd.DataFrame) -> list[str]:

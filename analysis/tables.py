@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from fileio import atomic_write_text as _atomic_write_text
-from analysis.figures import DOMAIN_ORDER, display_name, ordered
+from analysis.figures import DOMAIN_ORDER, count, display_name, ordered
 
 PER_DOMAIN_COLUMNS = ["algorithm", "domain", "n_tasks", "step", "mean", "mean_low", "mean_high", "iqm", "iqm_low",
                       "iqm_high", "median", "optimality_gap", "n_runs", "notes"]
@@ -64,7 +64,7 @@ def paper_domain_table(per_domain: pd.DataFrame, value: str = "mean", ci: bool =
             if ci and f"{value}_low" in r:
                 cell += f" [{r[f'{value}_low']:.1f}, {r[f'{value}_high']:.1f}]"
             if int(r["n_tasks"]) != row["#"]:
-                cell += f" ({int(r['n_tasks'])} tasks)"
+                cell += f" ({count(r['n_tasks'], 'task')})"
             row[display_name(alg)] = cell
         rows.append(row)
     return pd.DataFrame(rows)
