@@ -8,6 +8,8 @@ sub-trajectories of H+1 steps from the dataset's memory-mapped cache (``offline.
 environment while training. Every ``eval_every`` updates each task of the dataset is evaluated in its real
 environment (``eval_episodes`` episodes, seeds derived from (run seed, evaluation index, task id, episode) as the
 online evaluation does), one eval.csv row per task with a ``task`` column (run-file format 3, results/README.md).
+On a CPU, once the first updates and the first evaluation are timed, one stderr line (and run.json's
+``cost_estimate``) gives their cost and the whole run's estimate, as the online loop does (``progress.py``).
 
 As in the released TD-MPC2 offline trainer (``tdmpc2/trainer/offline_trainer.py``), a multi-task agent gets the
 largest task's observation and action sizes, a learnable task embedding (``agent.task_dim``; 64 up to 30 tasks,
@@ -28,7 +30,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+from tqdm import tqdm
 
+from algorithms.common import progress as progress_module
 from algorithms.common import runfiles
 from algorithms.common.agent import Agent
 from algorithms.common.config import RunConfig
@@ -36,7 +40,7 @@ from algorithms.common.evaluation import evaluate_policy
 from algorithms.common.health import PARAMETER_CHECK_EVERY, check_finite
 from algorithms.common.lifecycle import RunLoop
 from algorithms.common.memory import check_memory, estimate_memory
-from algorithms.common.progress import Progress
+from algorithms.common.progress import OfflineCostMeter, Progress
 from algorithms.common.runfolder import RunError
 from algorithms.common.seeding import BUFFER, EVAL_EPISODES, derived_seed
 from algorithms.registry import get_algorithm
@@ -95,6 +99,7 @@ class OfflineTrainer(RunLoop):
         self.eval_every = cfg.eval_every or max(self.total // 10, 1)
         self.checkpoint_every = cfg.checkpoint_every or self.eval_every
         self.start_bookkeeping({"updates": 0})
+        self.cost = OfflineCostMeter()  # the first updates and evaluation: the cost estimate (report_cost)
         self.eval_log = runfiles.CsvLog(run_dir / "eval.csv", runfiles.OFFLINE_EVAL_COLUMNS)
         self.train_log = runfiles.CsvLog(run_dir / "train.csv", runfiles.OFFLINE_TRAIN_COLUMNS)
 
@@ -126,21 +131,23 @@ class OfflineTrainer(RunLoop):
     def evaluate(self, progress: Progress | None = None) -> None:
         """Every task of the dataset in its real env, with the deterministic policy; one eval.csv row per task.
 
-        The progress counts episodes over all tasks and names the task (``task k/n``): with many tasks an
-        evaluation is the longest phase of an offline run."""
+        The progress names the task (``task k/n``) and counts the episodes of that task; its rate and ETA are the
+        whole evaluation's: with many tasks an evaluation is the longest phase of an offline run."""
         index, step = self.counters["evaluations"], self.counters["updates"]
         n_tasks, episodes = len(self.tasks), self.cfg.eval_episodes
         means = []
+        started = time.perf_counter()
         for task_id, (task, env) in enumerate(zip(self.tasks, self.eval_envs)):
             if len(self.tasks) > 1:
                 self.agent.set_task(task_id)
             report = None
             if progress is not None:
                 detail = f"task {task_id + 1}/{n_tasks} {task}, evaluation at update {step:,}"
-                progress.count("evaluating", task_id * episodes, n_tasks * episodes, "episode", detail)
+                part = (task_id + 1, n_tasks, "task")
+                progress.count("evaluating", 0, episodes, "episode", detail, part)
 
-                def report(done: int, base: int = task_id * episodes, detail: str = detail) -> None:
-                    progress.count("evaluating", base + done, n_tasks * episodes, "episode", detail)
+                def report(done: int, detail: str = detail, part: tuple[int, int, str] = part) -> None:
+                    progress.count("evaluating", done, episodes, "episode", detail, part)
             result = evaluate_policy(self.agent, env, episodes,
                                      lambda k, t=task_id: derived_seed(self.cfg.seed, EVAL_EPISODES, index, t, k),
                                      report)
@@ -153,6 +160,31 @@ class OfflineTrainer(RunLoop):
         self.eval_log.flush()
         self.counters["evaluations"] += 1
         self.last_eval_return = float(np.mean(means))
+        self.cost.evaluation(time.perf_counter() - started)
+        if self.cost.ready:
+            self.report_cost()
+
+    def report_cost(self) -> None:
+        """On a CPU, once the first updates and the first evaluation are timed: one stderr line (and run.json's
+        ``cost_estimate``) with ms per update and per evaluation, the whole run's estimate and, when large, the
+        lighter settings. Nothing about the run changes: the user asked for these settings."""
+        self.cost.reported = True
+        if self.device.type != "cpu":  # CUDA timings are asynchronous and a GPU is what the defaults are for
+            return
+        c = self.counters
+        at, evaluations = c["next_eval"], 1  # the evaluations to come: one per boundary before the end, the final
+        while at < self.total:
+            evaluations += 1
+            at += self.eval_every
+        cost = progress_module.offline_estimate(self.cost, self.total - c["updates"], evaluations, len(self.tasks),
+                                                self.cfg.eval_episodes, self.wall_time)
+        hint, hint_file = progress_module.lighter_settings(self.cfg.algo, self.cfg.agent, self.cfg.eval_episodes,
+                                                           offline_batch_size=self.cfg.offline.batch_size)
+        cost["large"] = cost["estimate_s"] > progress_module.LARGE_COST_S
+        cost["lighter_settings"] = hint if cost["large"] else []
+        tqdm.write(progress_module.offline_cost_line(self.cfg.algo, str(self.device), cost, hint, hint_file),
+                   file=sys.stderr)
+        self.write_run_info("running", cost_estimate=cost)
 
     def log_train_row(self, updates_per_s: float) -> None:
         timing = self.timing.means()
@@ -177,7 +209,9 @@ class OfflineTrainer(RunLoop):
             batch = self.dataset.sample(self.cfg.offline.batch_size, self.agent.horizon)
             toc = time.perf_counter()
             metrics = self.agent.update(batch)
-            self.timing.add({"sample_s": toc - tic, "update_s": time.perf_counter() - toc})
+            done = time.perf_counter()
+            self.timing.add({"sample_s": toc - tic, "update_s": done - toc})
+            self.cost.update(done - tic)
             c["updates"] += 1
             interval_updates += 1
             self.last_metrics = metrics
@@ -190,6 +224,13 @@ class OfflineTrainer(RunLoop):
                 interval_start, interval_updates = now, 0
                 c["next_log"] += self.cfg.log_every
             progress.advance(1)
+            if self.cost.ready:
+                self.report_cost()
+        rows = self.train_log.rows
+        if c["updates"] >= self.total and c["updates"] > (int(float(rows[-1]["step"])) if rows else 0):
+            # the run's last interval, shorter than log_every: its row before the final evaluation and checkpoint
+            # (whose copy of the logs then holds it); a run shorter than log_every is not left header-only
+            self.log_train_row(interval_updates / max(time.perf_counter() - interval_start, 1e-9))
 
     def progress_label(self) -> str:
         return f"{self.cfg.algo} offline {self.run_dir.parent.name} s{self.cfg.seed}"

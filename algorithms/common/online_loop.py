@@ -177,7 +177,8 @@ class OnlineTrainer(RunLoop):
 
     def pretraining_report(self, progress: Progress) -> Callable[[int, int], None]:
         """The callback of ``agent.on_seeding_done``: the pretraining phase's count (k/N updates), and each
-        update's duration for the cost estimate (the callback follows each update)."""
+        update's duration for the cost estimate (the callback follows each update). No updates (a fine-tuning run
+        without seed steps: N = 0) is no pretraining phase."""
         last = time.perf_counter()
 
         def report(done: int, total: int) -> None:
@@ -186,8 +187,17 @@ class OnlineTrainer(RunLoop):
             if done:
                 self.cost.update(now - last)
             last = now
-            progress.count("pretraining", done, total, "update", "updates on the seed data")
+            if total > 0:
+                progress.count("pretraining", done, total, "update", "updates on the seed data")
         return report
+
+    def log_last_interval(self, steps_per_s: float) -> None:
+        """At the end of the run, train.csv's row of the last interval when it is shorter than ``log_every`` (a
+        run of fewer steps would otherwise leave train.csv header-only); written before the final evaluation and
+        checkpoint, so the checkpoint's copy of the logs holds it. Nothing is trained or drawn for it."""
+        rows = self.train_log.rows
+        if self.counters["env_step"] > (int(float(rows[-1]["step"])) if rows else 0):
+            self.log_train_row(steps_per_s)
 
     def remaining_evaluations(self) -> int:
         """Evaluations still to come: one per ``eval_every`` boundary before the end, and the final one."""
@@ -272,6 +282,8 @@ class OnlineTrainer(RunLoop):
                 self.log_train_row(interval_steps / max(now - interval_start, 1e-9))
                 interval_start, interval_steps = now, 0
                 c["next_log"] += self.cfg.log_every
+        if c["env_step"] >= schedule.total:  # the run's last episode: the run ends at its boundary
+            self.log_last_interval(interval_steps / max(time.perf_counter() - interval_start, 1e-9))
         success = info.get("success")
         self.episode_log.append({"step": c["env_step"], "episode": c["episode"], "episode_return": episode_return,
                                  "success": None if success is None else float(success), "episode_length": length})

@@ -8,11 +8,18 @@ settings, shadows included. ``shadows=False`` (run key ``render_shadows=false``)
 renders 2-4x faster with Mesa on a CPU but gives observations that differ from the published runs'. The
 offscreen buffer is shrunk to the frame size either way: measured on five Visual RL tasks, a 64x64 frame is
 bit-identical whether the buffer is 64x64 or dm_control's 640x480.
+
+MuJoCo >= 3.16 warns while compiling a model that uses a deprecated compiler attribute (dm_control's cheetah.xml:
+``settotalmass``), and dm_control passes the warning to absl logging, one stderr line per cheetah environment
+(five per mt30 set). Only those deprecation warnings are dropped, and only while a model is loaded
+(:func:`_without_deprecation_warnings`); every other warning still shows.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import logging
+from typing import Any, Iterator
 
 import gymnasium as gym
 import numpy as np
@@ -26,14 +33,37 @@ import dm_env  # noqa: E402
 from dm_control import suite  # noqa: E402
 
 
+DEPRECATION_MARK = "is deprecated and will be removed in a future release"
+"""The words of MuJoCo's model-compiler deprecation warnings (``compiler attribute 'settotalmass' is deprecated
+and will be removed in a future release: ...``)."""
+
+
+class _CompilerDeprecationFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return DEPRECATION_MARK not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _without_deprecation_warnings() -> Iterator[None]:
+    """Drop MuJoCo's model-compiler deprecation warnings, which dm_control logs through absl, while a model loads."""
+    logger = logging.getLogger("absl")
+    quiet = _CompilerDeprecationFilter()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
+
+
 def load_dm_env(spec: TaskSpec, seed: int | None):
     """The raw dm_control environment of a registered DMControl task."""
-    if spec.custom:
-        from envs.dmcontrol import custom
+    with _without_deprecation_warnings():
+        if spec.custom:
+            from envs.dmcontrol import custom
 
-        return custom.load(spec.base, random=seed)
-    domain, task = spec.source.split("/")
-    return suite.load(domain, task, task_kwargs={"random": seed})
+            return custom.load(spec.base, random=seed)
+        domain, task = spec.source.split("/")
+        return suite.load(domain, task, task_kwargs={"random": seed})
 
 
 class DMControlEnv(gym.Env):
