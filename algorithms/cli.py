@@ -1,6 +1,9 @@
 """``mbdpo-bench``: the command line over the harness's functions (the workflow calls the same ones).
 
-    mbdpo-bench tasks [--json] [--suite S]
+    mbdpo-bench tasks [--json] [--suite S]          (built-in and plug-in tasks; plug-in problems as lines)
+    mbdpo-bench algorithms [--json]                  (built-in and plug-in algorithms; plug-in problems as lines)
+    mbdpo-bench new-algorithm NAME [--out DIR]       (a minimal plug-in package: pyproject.toml, Config, Agent)
+    mbdpo-bench check-algorithm NAME [--task T] [--steps N] [key=value ...]   (the agent contract, item by item)
     mbdpo-bench train --algo sac --task cartpole-balance --seed 1 --steps 20000 [--results-dir DIR] [key=value ...]
     mbdpo-bench train --offline DATASET --algo tdmpc2 --steps 100000 [key=value ...]   (multi-task, offline)
     mbdpo-bench evaluate RUN_DIR [--checkpoint PATH] [--episodes N]
@@ -25,18 +28,23 @@ from pathlib import Path
 
 
 def _tasks(args: argparse.Namespace) -> int:
-    from envs import TASKS, availability
+    from envs import all_tasks, availability, plugin_task, task_plugin_problems
 
     records = []
-    for spec in TASKS.values():
+    for spec in all_tasks():
         if args.suite and spec.suite != args.suite and spec.domain != args.suite:
             continue
         ok, reason = availability(spec)
-        records.append({**spec.as_dict(), "available": ok, "reason": reason})
+        plugin = plugin_task(spec.name)
+        extra = {"plugin": plugin.package} if plugin is not None else {}  # a built-in record keeps its keys
+        records.append({**spec.as_dict(), "available": ok, "reason": reason, **extra})
+    problems = task_plugin_problems()
     if args.json:
         json.dump(records, sys.stdout, indent=1)
         print()
-        return 0
+        for line in problems:  # the JSON stays a list of tasks; what could not be listed goes to stderr
+            print(f"mbdpo-bench: task plug-in problem: {line}", file=sys.stderr)
+        return 1 if problems else 0
     header = ("name", "suite", "domain", "obs", "repeat", "length", "discount", "seed_steps", "budget", "available")
     rows = [(r["name"], r["suite"], r["domain"], r["obs"], str(r["action_repeat"]), str(r["episode_length"]),
              f"{r['discount']:.3f}", str(r["seed_steps"]), f"{r['budget']:,}",
@@ -45,7 +53,79 @@ def _tasks(args: argparse.Namespace) -> int:
     for row in (header, *rows):
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
     print(f"{len(records)} tasks, {sum(r['available'] for r in records)} available here")
+    for line in problems:
+        print(f"problem: {line}")
+    return 1 if problems else 0
+
+
+def _algorithms(args: argparse.Namespace) -> int:
+    from importlib import metadata
+
+    from algorithms.registry import list_algorithms, supports_offline
+
+    entries, problems = list_algorithms()
+    try:
+        harness = metadata.version("mbdpo-bench")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        harness = "-"
+    records = [{"name": e.name, "package": e.package, "version": e.version or harness, "builtin": e.builtin,
+                "modes": "online+offline" if supports_offline(e) else "online", "summary": e.summary,
+                "module": e.module} for e in entries]
+    if args.json:
+        json.dump({"algorithms": records, "problems": problems}, sys.stdout, indent=1)
+        print()
+        return 1 if problems else 0
+    header = ("name", "package", "version", "modes", "summary")
+    rows = [tuple(r[key] for key in header) for r in records]
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+    for row in (header, *rows):
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    plugins = sum(not r["builtin"] for r in records)
+    print(f"{len(records)} algorithms ({plugins} from plug-ins); offline = multi-task offline training (Agent.set_task)")
+    for line in problems:
+        print(f"problem: {line}")
+    return 1 if problems else 0
+
+
+def _new_algorithm(args: argparse.Namespace) -> int:
+    from algorithms.commands.new_algorithm import new_algorithm
+
+    root = new_algorithm(args.name, args.out)
+    print(f"wrote {root}: pyproject.toml (entry point {args.name}), README.md and the module with Config and Agent")
+    print(f"next: pip install -e {root} && mbdpo-bench check-algorithm {args.name}")
     return 0
+
+
+def _check_algorithm(args: argparse.Namespace) -> int:
+    import shutil
+    import tempfile
+
+    from algorithms.commands.check_algorithm import ITEMS, check_algorithm
+    from algorithms.common.config import parse_overrides
+    from algorithms.registry import get_algorithm
+
+    get_algorithm(args.name)  # an unknown or broken one: its one-line error before anything is printed
+    print(f"checking algorithm {args.name} on {args.task} ({args.device}; each item: PASS, FAIL or SKIP)", flush=True)
+    work = args.keep or tempfile.mkdtemp(prefix=f"check-{args.name}-")
+
+    def report(item) -> None:
+        print(item.line(), flush=True)
+
+    try:
+        items = check_algorithm(args.name, args.task, parse_overrides(args.overrides), steps=args.steps,
+                                device=args.device, seed=args.seed, workdir=work, report=report)
+    except BaseException:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        raise
+    passed = sum(bool(i.passed) for i in items)
+    if passed == len(ITEMS):
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        print(f"all {len(ITEMS)} checks passed")
+        return 0
+    print(f"{passed} of {len(ITEMS)} checks passed; the runs and their stderr.log are in {work}")
+    return 1
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -366,9 +446,40 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.add_argument("--suite", help="only this suite or domain (dmcontrol, metaworld, 'Visual RL', …)")
     tasks.set_defaults(func=_tasks)
 
+    algos = sub.add_parser("algorithms", help="list the algorithms, built in and from installed plug-ins (exit 1 "
+                                              "if a plug-in cannot be used: one line each)")
+    algos.add_argument("--json", action="store_true", help="a JSON object {algorithms: [...], problems: [...]}")
+    algos.set_defaults(func=_algorithms)
+
+    new = sub.add_parser("new-algorithm", help="write a minimal installable plug-in package for a new algorithm",
+                         description="Write OUT/mbdpo-bench-NAME/: pyproject.toml with the entry point (group "
+                                     "mbdpo_bench.algorithms), README.md, and mbdpo_bench_NAME/__init__.py with a "
+                                     "documented Config dataclass and a linear-policy Agent that trains and resumes. "
+                                     "The contract: algorithms/README.md.")
+    new.add_argument("name", help="the algorithm's name (lower-case letters, digits, _)")
+    new.add_argument("--out", default=".", help="folder to write the package folder into (default: here)")
+    new.set_defaults(func=_new_algorithm)
+
+    check = sub.add_parser("check-algorithm", help="check an algorithm against the agent contract (exit 0 only if "
+                                                   "every item passes)",
+                           description="Items: builds; act shape and range; eval-mode determinism; state_dict round "
+                                       "trip; finite metrics; resume bit for bit (a short run through the life "
+                                       "cycle, cut back to a middle checkpoint and resumed). Overrides shrink a large "
+                                       "agent, e.g. model_size=1.7M batch_size=32.")
+    check.add_argument("name", help="an algorithm (`mbdpo-bench algorithms`)")
+    check.add_argument("--task", default="cartpole-balance", help="task of the checks (default cartpole-balance)")
+    check.add_argument("--steps", type=int, help="env steps of the resume run (default: two episodes)")
+    check.add_argument("--device", default="cpu", help="cpu (default: bit for bit is promised on CPU) or cuda")
+    check.add_argument("--seed", type=int, default=1)
+    check.add_argument("--keep", metavar="DIR", help="write the runs here and keep them (default: a temporary "
+                                                     "folder, removed if every item passes)")
+    check.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (agent and run keys)")
+    check.set_defaults(func=_check_algorithm)
+
     train = sub.add_parser("train", help="train one algorithm on one task (resumes an interrupted run)",
                            description=TRAIN_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
-                           epilog="algorithms: " + ", ".join(f"{n} ({e.summary})" for n, e in ALGORITHMS.items()))
+                           epilog="algorithms: " + ", ".join(f"{n} ({e.summary})" for n, e in ALGORITHMS.items())
+                           + "; and installed plug-ins (`mbdpo-bench algorithms`)")
     train.add_argument("--algo", default=None, help="algorithm name (default sac)")
     train.add_argument("--task", help="task name (`mbdpo-bench tasks`)")
     train.add_argument("--seed", type=int)

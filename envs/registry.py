@@ -5,12 +5,20 @@ distinct entries (its count adds the 7 dog/humanoid "Locomotion" tasks that are 
 39). Visual RL entries are the DMControl task rendered to 64x64 RGB; they are registered under
 ``<task>-pixels`` so that every entry has one unique name (``make_env("cheetah-run", obs="rgb")`` finds them
 too).
+
+Other packages add tasks as plug-ins (entry-point group ``mbdpo_bench.tasks``, section "Task plug-ins" below): their
+specs pass the checks built-in entries obey by construction, and ``make_env`` creates them with the plug-in's maker.
 """
 
 from __future__ import annotations
 
 import difflib
-from dataclasses import asdict, dataclass, field
+import functools
+import importlib
+import importlib.metadata
+import re
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Callable
 
 # Suites (what must be installed) and domains (how the paper's tables group results).
 DMCONTROL, METAWORLD, MANISKILL2, MYOSUITE = "dmcontrol", "metaworld", "maniskill2", "myosuite"
@@ -164,7 +172,8 @@ class UnknownTaskError(KeyError):
 
 
 def task_names(suite: str | None = None, domain: str | None = None) -> list[str]:
-    return [s.name for s in TASKS.values()
+    """Names of the registered tasks (built-in, then plug-in ones), optionally of one suite or domain."""
+    return [s.name for s in all_tasks()
             if (suite is None or s.suite == suite) and (domain is None or s.domain == domain)]
 
 
@@ -172,16 +181,26 @@ def get_task(name: str, obs: str | None = None) -> TaskSpec:
     """The registered spec of ``name``; ``obs="rgb"`` selects the pixel entry of a Visual RL task.
 
     A DMControl state task that is not among the paper's 10 Visual RL tasks can still be rendered
-    (``obs="rgb"``): it gets an unregistered pixel spec with the Visual RL settings.
+    (``obs="rgb"``): it gets an unregistered pixel spec with the Visual RL settings. A name a task plug-in claims
+    against the rules (a built-in name, another plug-in's) is a :class:`TaskPluginError` naming the package.
     """
     if obs not in (None, "state", "rgb"):
         raise ValueError(f"unknown observation kind obs={obs!r}; valid: 'state', 'rgb'")
+    usable, problems = _task_plugins()
+    claimed = next((p for p in problems if p.name == name), None)
+    if claimed is not None:
+        raise TaskPluginError(claimed.line)
     spec = TASKS.get(name)
+    if spec is None and name in usable:
+        return _plugin_task_for(usable[name], obs)
     if spec is None:
-        near = difflib.get_close_matches(name, list(TASKS), n=5, cutoff=0.5)
+        known = [*TASKS, *usable]
+        near = difflib.get_close_matches(name, known, n=5, cutoff=0.5)
         hint = f"; nearest: {', '.join(near)}" if near else ""
+        unread = sum(1 for p in problems if p.name is None)
+        note = f"; {unread} task plug-in(s) could not be read, `mbdpo-bench tasks` names them" if unread else ""
         raise UnknownTaskError(
-            f"unknown task {name!r}{hint} ({len(TASKS)} registered; `mbdpo-bench tasks` lists them)")
+            f"unknown task {name!r}{hint} ({len(known)} registered; `mbdpo-bench tasks` lists them{note})")
     if obs is None or obs == spec.obs:
         return spec
     if obs == "rgb" and spec.suite == DMCONTROL:
@@ -194,3 +213,178 @@ def get_task(name: str, obs: str | None = None) -> TaskSpec:
     if obs == "state" and spec.obs == "rgb":
         return TASKS[spec.base]
     raise ValueError(f"task {name!r} has no {obs!r} observations (suite {spec.suite} offers 'state' only)")
+
+
+# --- Task plug-ins ----------------------------------------------------------------------------------------------
+# A package adds tasks with an entry point naming a function (not a module) in its pyproject.toml:
+#
+#     [project.entry-points."mbdpo_bench.tasks"]
+#     mysuite = "my_package.tasks:tasks"
+#
+# ``tasks()`` returns ``(specs, make)``: a list of TaskSpec and the maker ``make(spec, seed) -> gymnasium.Env``
+# that ``make_env`` calls for each of them. The env keeps the registry's contract (envs/__init__.py: float32 state
+# or uint8 frames, actions in [-1, 1], the action repeat and the episode length of its spec applied by the env).
+# The specs are checked as built-in entries are by construction (:func:`spec_problems`); a plug-in that breaks a
+# rule is one line naming its package in ``mbdpo-bench tasks`` and, asked for, a TaskPluginError. The module
+# should import lightly (the maker imports the simulator): listing tasks calls every plug-in's function.
+
+TASK_PLUGIN_GROUP = "mbdpo_bench.tasks"
+TaskMaker = Callable[[TaskSpec, "int | None"], Any]
+"""``make(spec, seed)``: a gymnasium Env of the spec, seeded (``None``: unseeded)."""
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+"""Task names become a folder of every run path (``results/runs/{algo}/{task}/{seed}``): no spaces, no slashes."""
+
+
+class TaskPluginError(UnknownTaskError):
+    """A task a plug-in provides that cannot be used (bad spec, name clash, env off the contract): the message
+    names the package. An UnknownTaskError, so that it is reported wherever an unknown task is."""
+
+
+@dataclass(frozen=True)
+class PluginTask:
+    spec: TaskSpec
+    make: TaskMaker
+    package: str
+    version: str
+    entry_point: str
+
+    def where(self) -> str:
+        return f"task {self.spec.name!r} of plug-in package {self.package} {self.version}"
+
+
+@dataclass(frozen=True)
+class TaskPluginProblem:
+    name: str | None  # the task it concerns; None: the whole plug-in (it could not be read)
+    line: str
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def spec_problems(spec: Any) -> list[str]:
+    """What makes ``spec`` unfit for the registry (the rules built-in entries obey by construction), one phrase each;
+    its name is checked against other tasks by :func:`_task_plugins`."""
+    if not isinstance(spec, TaskSpec):
+        return [f"{spec!r} is not an envs.registry.TaskSpec"]
+    out = []
+    if not isinstance(spec.name, str) or not NAME_PATTERN.fullmatch(spec.name):
+        what = "has spaces" if isinstance(spec.name, str) and any(c.isspace() for c in spec.name) else "is not valid"
+        out.append(f"task name {spec.name!r} {what} (letters, digits and _ . + - only: it names the runs' folder)")
+    if spec.suite in SUITES or not isinstance(spec.suite, str) or not spec.suite.strip():
+        out.append(f"suite {spec.suite!r}: give the plug-in's own suite name (the built-in suites {', '.join(SUITES)} "
+                   "are made by their own adapters)")
+    if not isinstance(spec.domain, str) or not spec.domain.strip():
+        out.append("domain is empty (the analysis groups results by domain)")
+    if spec.obs not in ("state", "rgb"):
+        out.append(f"obs {spec.obs!r}: 'state' or 'rgb'")
+    if spec.metric not in ("return", "success"):
+        out.append(f"metric {spec.metric!r}: 'return' or 'success'")
+    for key in ("action_repeat", "episode_length", "budget", "frame_stack", "render_size"):
+        value = getattr(spec, key)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            out.append(f"{key} must be a positive integer, got {value!r}")
+    return out
+
+
+def _installed_task_entry_points() -> list[tuple[Any, str, str]]:
+    seen: dict[tuple[str, str, str], tuple[Any, str, str]] = {}
+    for ep in importlib.metadata.entry_points(group=TASK_PLUGIN_GROUP):
+        dist = getattr(ep, "dist", None)
+        package = dist.metadata["Name"] if dist is not None else "?"
+        version = dist.version if dist is not None else "?"
+        seen.setdefault((ep.name, ep.value, package), (ep, package, version))  # one dist found twice is one
+    return sorted(seen.values(), key=lambda item: (item[1], item[0].name))
+
+
+def _read_plugin(ep: Any, package: str, version: str) -> tuple[list[PluginTask], list[TaskPluginProblem]]:
+    """The tasks one entry point provides, and what is wrong with it or them."""
+    where = f"task plug-in package {package} {version} (entry point {ep.name} = {ep.value!r})"
+    try:
+        function = ep.load()
+    except BaseException as err:  # noqa: BLE001 — whatever its import raises, one line
+        if isinstance(err, KeyboardInterrupt):
+            raise
+        return [], [TaskPluginProblem(None, f"{where} fails to import: {type(err).__name__}: {_one_line(err)}")]
+    if not callable(function) or isinstance(function, type(importlib)):
+        return [], [TaskPluginProblem(None, f"{where}: the entry point must name a function (\"module:function\") "
+                                            "returning (specs, make)")]
+    try:
+        result = function()
+    except Exception as err:  # noqa: BLE001
+        return [], [TaskPluginProblem(None, f"{where}: its function raised {type(err).__name__}: {_one_line(err)}")]
+    if not (isinstance(result, (tuple, list)) and len(result) == 2 and isinstance(result[0], (list, tuple))
+            and callable(result[1])):
+        return [], [TaskPluginProblem(None, f"{where}: its function must return (specs, make): a list of TaskSpec "
+                                            f"and make(spec, seed) -> gymnasium.Env; got {type(result).__name__}")]
+    specs, make = result
+    tasks, problems = [], []
+    names = {getattr(spec, "name", None) for spec in specs}
+    for spec in specs:
+        found = spec_problems(spec)
+        name = spec.name if isinstance(spec, TaskSpec) and isinstance(spec.name, str) else None
+        if isinstance(spec, TaskSpec) and spec.base and spec.base not in names:
+            found.append(f"base {spec.base!r} is none of this plug-in's tasks")
+        if found:
+            label = f"task {name!r}" if name is not None else "a task"
+            problems.append(TaskPluginProblem(name, f"{where}: {label}: {'; '.join(found)}"))
+            continue
+        tasks.append(PluginTask(replace(spec, base=spec.base or spec.name), make, package, version, ep.name))
+    return tasks, problems
+
+
+@functools.cache
+def _task_plugins() -> tuple[dict[str, PluginTask], tuple[TaskPluginProblem, ...]]:
+    """The usable plug-in tasks by name, and one problem per plug-in or task that cannot be used; found on first
+    use and kept (:func:`clear_task_plugin_cache`). A name two packages claim, or a built-in one, is used by none."""
+    claims: dict[str, list[PluginTask]] = {}
+    problems: list[TaskPluginProblem] = []
+    for ep, package, version in _installed_task_entry_points():
+        tasks, found = _read_plugin(ep, package, version)
+        problems += found
+        for task in tasks:
+            claims.setdefault(task.spec.name, []).append(task)
+    usable: dict[str, PluginTask] = {}
+    for name, tasks in claims.items():
+        if name in TASKS:
+            problems += [TaskPluginProblem(name, f"{t.where()}: the name clashes with the built-in task {name!r}; "
+                                                 "rename it in that package (or uninstall it)") for t in tasks]
+        elif len(tasks) > 1:
+            packages = " and ".join(f"{t.package} {t.version}" for t in tasks)
+            problems.append(TaskPluginProblem(name, f"task {name!r} is provided twice, by {packages}; uninstall one "
+                                                    "or rename the task"))
+        else:
+            usable[name] = tasks[0]
+    return usable, tuple(problems)
+
+
+def clear_task_plugin_cache() -> None:
+    """Find task plug-ins again on next use (after one was installed or removed in this process)."""
+    importlib.invalidate_caches()
+    _task_plugins.cache_clear()
+
+
+def _plugin_task_for(task: PluginTask, obs: str | None) -> TaskSpec:
+    if obs is None or obs == task.spec.obs:
+        return task.spec
+    usable, _ = _task_plugins()
+    sibling = next((t.spec for t in usable.values() if t.package == task.package and t.spec.base == task.spec.base
+                    and t.spec.obs == obs), None)
+    if sibling is None:
+        raise ValueError(f"{task.where()} has no {obs!r} observations")
+    return sibling
+
+
+def plugin_task(name: str) -> PluginTask | None:
+    """The plug-in behind a registered task name, or None for a built-in (or unknown) one."""
+    return _task_plugins()[0].get(name)
+
+
+def all_tasks() -> list[TaskSpec]:
+    """Every registered task: the built-in entries, then the usable plug-in ones."""
+    return [*TASKS.values(), *(task.spec for task in _task_plugins()[0].values())]
+
+
+def task_plugin_problems() -> list[str]:
+    """One line per task plug-in, or task of one, that cannot be used (each names its package)."""
+    return [problem.line for problem in _task_plugins()[1]]

@@ -15,7 +15,7 @@ from typing import Any
 from algorithms.common.config import (NON_SEMANTIC_KEYS, OFFLINE_UNUSED_KEYS, ConfigError, RunConfig,
                                       apply_overrides, apply_values, field_types, load_yaml)
 from algorithms.common.device import resolve_device
-from algorithms.registry import ALGORITHMS, get_algorithm
+from algorithms.registry import get_algorithm
 from envs import availability
 from envs.registry import get_task
 from offline.dataset import DatasetError, read_manifest
@@ -129,8 +129,11 @@ def pin_machine_defaults(cfg: RunConfig) -> None:
 def with_keys_added_later(data: dict[str, Any]) -> dict[str, Any]:
     """A run config as plain data, with the agent keys it predates set to what computed it (the algorithm's
     ``Config.KEYS_ADDED_LATER``), so that an old run compares equal to the same run asked for today."""
-    entry = ALGORITHMS.get(data.get("algo"))  # type: ignore[arg-type]
-    if entry is None or not isinstance(data.get("agent"), dict):
+    if not isinstance(data.get("agent"), dict):
+        return data
+    try:
+        entry = get_algorithm(str(data.get("algo")))
+    except ConfigError:  # an algorithm not installed here: its config is compared as written
         return data
     added = getattr(entry.load().Config, "KEYS_ADDED_LATER", {})
     return {**data, "agent": {**added, **data["agent"]}} if added else data

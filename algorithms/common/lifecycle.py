@@ -30,6 +30,7 @@ from algorithms.common.progress import Progress
 from algorithms.common.runfolder import ConfigMismatchError, RunError
 from algorithms.common.seeding import rng_state, seed_everything, set_rng_state
 from algorithms.common.sinks import make_sinks
+from algorithms.registry import get_algorithm
 
 
 class RunLoop:
@@ -209,6 +210,15 @@ class RunLoop:
         print(f"resuming from {path} at {self.unit} {self.counters[self.step_key]}", file=sys.stderr)
         return True
 
+    def versions(self) -> dict[str, str]:
+        """run.json's ``versions``: the libraries', and a plug-in algorithm's package and version (a built-in
+        algorithm's version is the harness's commit, ``git_commit``)."""
+        versions = runfiles.package_versions()
+        entry = get_algorithm(self.cfg.algo)
+        if not entry.builtin:
+            versions[entry.package] = entry.version or "?"
+        return versions
+
     # --- the loop ----------------------------------------------------------------------------------------------
     def run(self) -> Path:
         """Resume (or start), then pass boundaries until the total: evaluate when due (and at the end), then
@@ -220,7 +230,7 @@ class RunLoop:
         self.sinks = make_sinks(self.cfg.loggers, self.run_dir,
                                 f"{self.cfg.run_name}-{self.run_dir.parent.name}-{self.cfg.seed}", to_dict(self.cfg))
         self.write_run_info("running", started_at=runfiles.now(), resumed=resumed,
-                            git_commit=runfiles.git_commit(), versions=runfiles.package_versions(),
+                            git_commit=runfiles.git_commit(), versions=self.versions(),
                             **runfiles.host_info())
         self.before_progress()
         with Progress(self.total, c[key], self.progress_unit, self.progress_label(),
