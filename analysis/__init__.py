@@ -9,3 +9,9 @@ class AnalysisInputError(ValueError):
 
     Defined here, without importing pandas, so that the CLI can catch it in environments without the analysis
     dependencies (the ManiSkill2 environment)."""
+
+
+PAPER_ALGORITHMS = ("mbdpo", "tdmpc2", "dreamerv3", "sac", "tdmpc")
+"""The paper's algorithms (MBDPO and its baselines), in the paper's order. Any other run.json ``algo`` is a plug-in
+algorithm (algorithms/README.md): analysed like these (named, coloured, compared), but not a baseline of the paper's
+claims (analysis/claims.py). Defined here, not taken from the algorithm registry: the analysis imports no run code."""

@@ -55,7 +55,7 @@ def tsne_embedding(weights: np.ndarray, tasks: Sequence[str], seed: int = 0,
     """
     from sklearn.manifold import TSNE
 
-    from envs.registry import TASKS
+    from analysis.load import task_domain  # a task plug-in's domain too, "?" if unknown
 
     weights = np.asarray(weights, dtype=float)
     if weights.ndim != 2 or len(weights) != len(tasks):
@@ -65,7 +65,7 @@ def tsne_embedding(weights: np.ndarray, tasks: Sequence[str], seed: int = 0,
         raise ValueError(f"t-SNE needs at least 3 tasks, got {len(tasks)}")
     perplexity = perplexity or max(1.0, min(30.0, (len(tasks) - 1) / 3))
     xy = TSNE(n_components=2, perplexity=perplexity, random_state=seed, init="pca").fit_transform(weights)
-    return pd.DataFrame({"task": list(tasks), "domain": [TASKS[t].domain if t in TASKS else "?" for t in tasks],
+    return pd.DataFrame({"task": list(tasks), "domain": [task_domain(t) for t in tasks],
                          "x": xy[:, 0], "y": xy[:, 1]})
 
 
@@ -110,11 +110,11 @@ def pca_2d(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def latent_projection(latents: dict[str, Any]) -> tuple[pd.DataFrame, np.ndarray]:
     """(``task, domain, task_id, episode, step, x, y`` per exported latent, explained-variance ratio): the 2-D PCA
     of every latent of the export together, so trajectories of different tasks share one map."""
-    from envs.registry import TASKS
+    from analysis.load import task_domain  # a task plug-in's domain too, "?" if unknown
 
     xy, ratio = pca_2d(latents["z"])
     names = np.asarray(latents["tasks"], dtype=object)[latents["task_id"]]
-    frame = pd.DataFrame({"task": names, "domain": [TASKS[t].domain if t in TASKS else "?" for t in names],
+    frame = pd.DataFrame({"task": names, "domain": [task_domain(t) for t in names],
                           "task_id": latents["task_id"].astype(int), "episode": latents["episode"].astype(int),
                           "step": latents["step"].astype(int), "x": xy[:, 0], "y": xy[:, 1]})
     return frame, ratio

@@ -18,10 +18,13 @@ import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from analysis import PAPER_ALGORITHMS
 from fileio import atomic_write
 
 DOMAIN_ORDER = ("DMControl", "MetaWorld", "ManiSkill2", "MyoSuite", "Visual RL", "All")
-ALGORITHM_ORDER = ("mbdpo", "tdmpc2", "dreamerv3", "sac", "tdmpc")
+ALGORITHM_ORDER = PAPER_ALGORITHMS
+"""The paper's algorithms, first in every legend with fixed colours; any other (a plug-in algorithm, a variant) is
+drawn after them, named as its runs are and coloured by :func:`colors`."""
 DISPLAY_NAMES = {"mbdpo": "MBDPO", "tdmpc2": "TD-MPC2", "dreamerv3": "DreamerV3", "sac": "SAC", "tdmpc": "TD-MPC"}
 DIAGNOSTIC_NAMES = {  # train.csv columns (results/README.md); the last two are the names of runs before format 1.1
     "cross_td_error": "cross-TD error (bootstrap from the acting policy)", "td_error": "TD error",
@@ -73,14 +76,29 @@ def ordered(algorithms: Iterable[str]) -> list[str]:
     return sorted(set(algorithms), key=key)
 
 
+def _spare_colours() -> list[tuple]:
+    """Colours for algorithms outside :data:`ALGORITHM_ORDER` (plug-ins, variants): tab10's five the paper's
+    algorithms leave, then the dark shades of tab20b; none is one of the paper's colours or their lighter shades."""
+    tab10 = sns.color_palette("tab10", n_colors=10)
+    return [*tab10[len(ALGORITHM_ORDER):], *sns.color_palette("tab20b", n_colors=20)[::4]]
+
+
+def _lighter(color: tuple) -> tuple:
+    return tuple(0.55 * c + 0.45 for c in color)
+
+
 def colors(algorithms: Iterable[str]) -> dict[str, tuple]:
-    """A colour per algorithm that does not depend on which others are drawn: the paper's five have fixed
-    colours, released copies (``… (published)``) a lighter shade of theirs, variants one chosen by name."""
+    """A colour per algorithm: the paper's five have fixed colours, released copies (``… (published)``) a lighter
+    shade of their algorithm's, and any other label (a plug-in algorithm, a variant) one of the spare colours chosen
+    by its name (a hash: the same in every figure and every call), never one of the paper's. Two such labels drawn
+    together never share one: when their names hash to the same colour the one later in alphabetical order takes the
+    next free spare colour (only then does a colour depend on what else is drawn)."""
     palette = sns.color_palette("tab10", n_colors=10)
-    spare = palette[len(ALGORITHM_ORDER):]
+    spare = _spare_colours()
     paired = sns.color_palette("Paired", n_colors=12)
-    out = {}
-    for alg in set(algorithms):
+    out: dict[str, tuple] = {}
+    hashed: list[str] = []
+    for alg in sorted(set(algorithms)):
         head = alg.split(" ")[0]
         base = head.split("@")[0]
         family = _o2o_family(base)
@@ -88,20 +106,43 @@ def colors(algorithms: Iterable[str]) -> dict[str, tuple]:
             # a light/dark pair of one hue per algorithm: the spare colours (chosen by name) collided, e.g.
             # mbdpo-scratch and tdmpc2-finetune
             i = ALGORITHM_ORDER.index(family[0])
-            color = paired[(2 * i + (family[1] == "-finetune")) % len(paired)]
+            out[alg] = paired[(2 * i + (family[1] == "-finetune")) % len(paired)]
         elif head == alg and base == head and base in ALGORITHM_ORDER:
-            color = palette[ALGORITHM_ORDER.index(base)]
+            out[alg] = palette[ALGORITHM_ORDER.index(base)]
         elif base in ALGORITHM_ORDER and head == base:  # "mbdpo (published)"
-            color = tuple(0.55 * c + 0.45 for c in palette[ALGORITHM_ORDER.index(base)])
+            out[alg] = _lighter(palette[ALGORITHM_ORDER.index(base)])
         else:
-            color = spare[zlib.crc32(alg.encode()) % len(spare)]
-        out[alg] = color
+            hashed.append(alg)
+    own = [a for a in hashed if a.split(" ")[0] == a]  # plain labels first: a released copy takes its label's shade
+    taken: set[int] = set()
+    for alg in own:
+        i = zlib.crc32(alg.encode()) % len(spare)
+        if i in taken and len(taken) < len(spare):  # more labels than spare colours: a repeat is unavoidable
+            i = next(j for j in [*range(i + 1, len(spare)), *range(i)] if j not in taken)
+        taken.add(i)
+        out[alg] = spare[i]
+    for alg in hashed:
+        if alg in out:
+            continue
+        head = alg.split(" ")[0]
+        base_color = out.get(head, spare[zlib.crc32(head.encode()) % len(spare)])
+        out[alg] = _lighter(base_color)  # "linear (published)": a lighter shade of linear's, as for the paper's
     return out
 
 
 def _domains(values: Iterable[str]) -> list[str]:
+    """The paper's domains in its order, then any other (a task plug-in's domain, ``?`` for one not recorded)
+    alphabetically, then ``All``."""
     present = set(values)
-    return [d for d in DOMAIN_ORDER if d in present] + sorted(present - set(DOMAIN_ORDER))
+    known = [d for d in DOMAIN_ORDER if d in present and d != "All"]
+    return known + sorted(present - set(DOMAIN_ORDER)) + (["All"] if "All" in present else [])
+
+
+def domain_key(domain: str) -> tuple:
+    """A sort key putting domains in :func:`_domains`' order (for tables sorted by domain)."""
+    if domain == "All":
+        return (2, "")
+    return (0, f"{DOMAIN_ORDER.index(domain):02d}") if domain in DOMAIN_ORDER else (1, str(domain))
 
 
 def _grid(n: int, ncols: int, size: tuple[float, float] = (3.2, 2.6)) -> tuple[Figure, list]:
@@ -160,6 +201,24 @@ def pad_limits(ax, x: Iterable[float] | None = None, y: Iterable[float] | None =
         if log:
             lo, hi = 10.0 ** lo, 10.0 ** hi
         (ax.set_xlim if axis == "x" else ax.set_ylim)(lo, hi)
+
+
+class _Panels:
+    """Legend handles of every label drawn in any of ``axes``, once each, in the paper's order of ``algorithms``
+    (their display names; others after, as first drawn): an algorithm drawn only in a later panel (a plug-in that ran
+    only its own task plug-in's domain, a baseline with a task the others lack) is in the legend too."""
+
+    def __init__(self, axes: list, algorithms: Iterable[str]) -> None:
+        self.axes = axes
+        self.rank = {display_name(a): i for i, a in enumerate(ordered(algorithms))}
+
+    def get_legend_handles_labels(self) -> tuple[list, list]:
+        seen: dict[str, object] = {}
+        for ax in self.axes:
+            for handle, label in zip(*ax.get_legend_handles_labels()):
+                seen.setdefault(label, handle)
+        labels = sorted(seen, key=lambda label: self.rank.get(label, len(self.rank)))  # stable: ties keep drawn order
+        return [seen[label] for label in labels], labels
 
 
 def _legend(fig: Figure, handles_from) -> None:
@@ -246,7 +305,7 @@ def aggregate_curves(curves: pd.DataFrame, ylabel: str = "IQM normalised score",
         ax.grid(alpha=0.3)
     for ax in axes:
         ax.set_ylabel(ylabel)
-    _legend(fig, axes[0])
+    _legend(fig, _Panels(axes, curves["algorithm"]))
     if units_note:
         fig.supxlabel(_wrap(fig, units_note, 8), fontsize=8)
     if title:
@@ -343,21 +402,27 @@ def performance_profile_plot(profiles: pd.DataFrame) -> Figure:
 
 
 def probability_of_improvement_plot(poi: pd.DataFrame) -> Figure:
-    """P(candidate > baseline) with 95 % CIs, one bar per baseline."""
+    """P(algorithm > baseline) with 95 % CIs, one bar per (algorithm, baseline) row of ``poi``, coloured by the
+    baseline: the candidate's rows first, then those of every other algorithm compared (plug-in algorithms,
+    :func:`analysis.report.improvement_table`), each group in the paper's order."""
     if poi.empty:
         return _empty("no probability of improvement: no baseline shares a task with the candidate")
-    baselines = ordered(poi["baseline"])[::-1]
+    candidates = list(dict.fromkeys(poi["algorithm"]))  # the table's order: the candidate's rows come first
+    pairs = [(a, b) for a in candidates for b in ordered(poi.loc[poi["algorithm"] == a, "baseline"])][::-1]
     palette = colors(poi["baseline"])
-    fig = Figure(figsize=(5.5, 0.5 * len(baselines) + 1.3), layout="constrained")
+    labels = [f"{display_name(a)} vs {display_name(b)}" for a, b in pairs]
+    # long names (a plug-in's, a released copy's) take the panel's width: the figure grows so the title still fits
+    width = max(5.5, 3.6 + 0.075 * max(len(t) for t in labels))
+    fig = Figure(figsize=(width, 0.5 * len(pairs) + 1.3), layout="constrained")
     ax = fig.subplots()
-    for y, base in enumerate(baselines):
-        r = poi[poi["baseline"] == base].iloc[0]
+    for y, (alg, base) in enumerate(pairs):
+        r = poi[(poi["algorithm"] == alg) & (poi["baseline"] == base)].iloc[0]
         ax.barh(y, r["high"] - r["low"], left=r["low"], height=0.6, color=palette[base], alpha=0.75)
         ax.plot(r["value"], y, marker="o", ms=5, color=palette[base], mec="black", clip_on=False)
     ax.axvline(0.5, color="grey", ls="--", lw=1)
-    candidate = display_name(poi["algorithm"].iloc[0])
-    ax.set_yticks(range(len(baselines)), [f"{candidate} vs {display_name(b)}" for b in baselines])
+    ax.set_yticks(range(len(pairs)), labels)
     ax.set_xlim(-0.04, 1.04)  # a probability of 0 or 1 (and its dot) inside the panel, not on its edge
+    candidate = display_name(candidates[0]) if len(candidates) == 1 else "algorithm"
     ax.set_xlabel(f"P({candidate} > baseline)")
     ax.set_ylabel("comparison")
     ax.set_title("Probability of improvement")
@@ -390,7 +455,7 @@ def per_task_curves(aligned: pd.DataFrame, tasks: Iterable[str] | None = None, n
         _millions(ax)
         ax.grid(alpha=0.3)
     if axes:
-        _legend(fig, axes[0])
+        _legend(fig, _Panels(axes, aligned["algorithm"]))
         fig.supxlabel(_wrap(fig, units_note, 8), fontsize=8)
     return fig
 
@@ -454,7 +519,7 @@ def diagnostics_curves(train: pd.DataFrame, columns: Iterable[str] = ("cross_td_
             ax.set_ylabel(ax.get_ylabel() + ", log scale")
         elif non_negative:
             ax.set_ylim(bottom=0)
-    _legend(fig, next((ax for ax in axes if ax.get_legend_handles_labels()[0]), axes[0]))
+    _legend(fig, _Panels(axes, train["algorithm"]))
     return fig
 
 
@@ -580,7 +645,8 @@ def task_embedding_figure(embedding: pd.DataFrame, highlight: Iterable[str] = ()
     fig = Figure(figsize=(6, 5), layout="constrained")
     ax = fig.subplots()
     markers = {"MetaWorld": "o", "DMControl": "s"}  # the paper's: red circles MetaWorld, blue squares DMControl
-    palette = dict(zip(_domains(embedding["domain"]), sns.color_palette("Set2")))
+    domains = _domains(embedding["domain"])  # plug-in domains and "?" too: a colour for each, cycling past Set2's 8
+    palette = dict(zip(domains, sns.color_palette("Set2", n_colors=max(len(domains), 1))))
     palette.update({d: c for d, c in (("MetaWorld", "tab:red"), ("DMControl", "tab:blue")) if d in palette})
     for domain, sub in embedding.groupby("domain"):
         ax.scatter(sub["x"], sub["y"], marker=markers.get(domain, "^"), color=palette[domain], label=domain, s=28)

@@ -35,7 +35,7 @@ from analysis import AnalysisInputError
 from analysis import claims as C
 from analysis import units as U
 from analysis import verdicts as V
-from analysis.load import RunSet, load_published, load_runs
+from analysis.load import RunSet, load_published, load_runs, task_spec
 
 LEDGER_FORMAT = 1
 """Version of claims.csv's columns; bumped when a column changes meaning."""
@@ -97,20 +97,25 @@ def released_readings(published: str | Path, step_units: Mapping[str, str] | Ite
 
 
 def _action_repeat(task: str) -> int:
-    from envs.registry import TASKS
-
-    return TASKS[task].action_repeat
+    spec = task_spec(task)
+    # load_published reads only registered tasks (it reports and skips the rest), so a spec is always found here
+    return spec.action_repeat if spec is not None else 1
 
 
 def infer_scale(evals: pd.DataFrame) -> str:
-    """``full`` when every online run's budget is its task's budget in the paper (the registry's), else ``smoke``;
-    no online runs (offline runs alone) count as smoke: their length is not checked against the paper's."""
-    from envs.registry import TASKS
-
+    """``full`` when every online run's budget is its task's budget in the paper (the registry's; a task plug-in's
+    own when installed), else ``smoke``; no online runs (offline runs alone) count as smoke: their length is not
+    checked against the paper's. Runs of tasks the registry does not know (a plug-in not installed here) have no
+    budget to check and are left out of the check: they would otherwise turn every source with them into "smoke"
+    scale and move the headline verdicts of claims they take no part in."""
     if evals.empty:
         return C.SMOKE
-    paper = evals["task"].map(lambda t: TASKS[t].budget if t in TASKS else np.nan)
-    return C.FULL if bool((evals["budget"] >= paper).all()) else C.SMOKE
+    specs = {t: task_spec(t) for t in evals["task"].unique()}
+    paper = evals["task"].map(lambda t: specs[t].budget if specs[t] is not None else np.nan)
+    known = paper.notna()
+    if not known.any():
+        return C.SMOKE
+    return C.FULL if bool((evals.loc[known, "budget"] >= paper[known]).all()) else C.SMOKE
 
 
 def own_source(data: RunSet, scale: str | None = None, reps: int = 2000, seed: int = 0) -> C.Source:
@@ -294,7 +299,10 @@ def domain_verdicts(rows: pd.DataFrame) -> pd.DataFrame:
     from envs.registry import DOMAINS
 
     domain = rows["part"].str.split(": ").str[0]
-    per_domain = rows[domain.isin([*DOMAINS, C.ALL]) & rows["part"].str.contains(" vs ", regex=False)]
+    # C1-C3 parts are per domain whatever it is called (a task plug-in's domain, "?"); other claims' parts are per
+    # domain only when named by one of the paper's (C6's "mbdpo: fine-tuned vs …" is per algorithm)
+    named = domain.isin([*DOMAINS, C.ALL]) | rows["claim"].isin(PER_DOMAIN_CLAIMS)
+    per_domain = rows[named & rows["part"].str.contains(" vs ", regex=False)]
     per_domain = per_domain.assign(domain=per_domain["part"].str.split(": ").str[0])
     out = []
     for (source, domain), g in per_domain.groupby(["source", "domain"], sort=False):
@@ -312,6 +320,9 @@ def domain_verdicts(rows: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values(["source", "domain"], key=lambda c: c.map(order) if c.name == "domain" else c) \
         .reset_index(drop=True)
 
+
+PER_DOMAIN_CLAIMS = ("C1", "C2", "C3")
+"""Claims whose parts are ``"<domain>: mbdpo vs <baseline>"`` (:func:`analysis.claims.online_lead` and siblings)."""
 
 NEGLIGIBLE = 100
 """A power estimate beyond this many times the units a statistic has is reported as 'negligible effect', not as a

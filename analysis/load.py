@@ -30,10 +30,10 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from analysis import AnalysisInputError
+from analysis import PAPER_ALGORITHMS, AnalysisInputError
 from analysis import units as U
 from analysis.scores import normalised_score
-from envs.registry import TASKS, TaskSpec
+from envs.registry import TASKS, TaskSpec, UnknownTaskError, get_task
 
 EVAL_COLUMNS = ["source", "algorithm", "task", "suite", "domain", "seed", "step", "return", "success", "score",
                 "budget", "config_hash", "path", "source_step", "step_unit"]
@@ -115,17 +115,82 @@ def _drop_non_finite(frame: pd.DataFrame, values: dict[str, pd.Series], path: Pa
     return frame.loc[~bad]
 
 
+UNKNOWN = "?"
+"""The suite or domain of a task the registry lacks and whose run.json does not say (never a guess)."""
+
+
+def task_spec(task: str) -> TaskSpec | None:
+    """The registered spec of ``task``: a built-in entry, or an installed task plug-in's
+    (:func:`envs.registry.get_task`); None when neither knows it (a plug-in package not installed here, or one that
+    cannot be used), so that the caller reports it rather than failing on a KeyError."""
+    spec = TASKS.get(task)
+    if spec is not None:
+        return spec
+    try:
+        return get_task(task)
+    except UnknownTaskError:  # TaskPluginError included: a broken plug-in's task is as unknown as a missing one
+        return None
+
+
+def task_domain(task: str) -> str:
+    """The domain of ``task`` (built-in or installed plug-in), :data:`UNKNOWN` when the registry does not know it."""
+    spec = task_spec(task)
+    return spec.domain if spec is not None else UNKNOWN
+
+
 def _spec(task: str) -> TaskSpec | None:
-    return TASKS.get(task)
+    return task_spec(task)
 
 
-def _with_task_columns(df: pd.DataFrame) -> pd.DataFrame:
-    specs = {t: TASKS[t] for t in df["task"].unique()}
+@dataclass(frozen=True)
+class TaskFacts:
+    """What the analysis needs of a task the registry does not know, from its run files: run.json's ``suite`` and
+    ``domain`` (:data:`UNKNOWN` when absent) and the metric eval.csv shows (``success`` when it has success values)."""
+
+    suite: str
+    domain: str
+    metric: str
+
+
+def run_facts(info: Mapping, ev: pd.DataFrame) -> TaskFacts:
+    """The :class:`TaskFacts` of an online run on an unregistered task. run.json records ``suite`` and ``domain``
+    (results/README.md) but not the metric; a suite without success leaves eval.csv's ``success`` empty, so any
+    success value means a success task (scored success × 100), none a return task (return / 10)."""
+    def text(key: str) -> str:
+        value = info.get(key)
+        return value.strip() if isinstance(value, str) and value.strip() else UNKNOWN
+
+    success = pd.to_numeric(ev["success"], errors="coerce") if "success" in ev.columns else pd.Series(dtype=float)
+    return TaskFacts(text("suite"), text("domain"), "success" if bool(np.isfinite(success).any()) else "return")
+
+
+def _with_task_columns(df: pd.DataFrame, facts: Mapping[str, TaskFacts] | None = None) -> pd.DataFrame:
+    """``df`` with ``suite``, ``domain`` and ``score``: from the registry (a built-in or an installed plug-in task),
+    else from ``facts`` (what an unregistered task's run files say)."""
+    specs: dict[str, TaskSpec | TaskFacts] = {}
+    for t in df["task"].unique():
+        spec = task_spec(t)
+        specs[t] = spec if spec is not None else (facts or {}).get(t, TaskFacts(UNKNOWN, UNKNOWN, "return"))
     df["suite"] = df["task"].map(lambda t: specs[t].suite)
     df["domain"] = df["task"].map(lambda t: specs[t].domain)
     metric = df["task"].map(lambda t: specs[t].metric)
     df["score"] = normalised_score(df["return"], df["success"], metric)
     return df
+
+
+def plugin_algorithms(runs: pd.DataFrame) -> list[str]:
+    """The algorithm labels of own runs whose run.json ``algo`` is none of the paper's
+    (:data:`analysis.PAPER_ALGORITHMS`): plug-in algorithms, named, coloured and compared like the paper's
+    everywhere, but no baseline of the paper's claims. A variant (``name=…``) keeps its ``algo``: ``tdmpc2-small``
+    is no plug-in, ``linear-small`` is. An offline-to-online family of a paper algorithm (``mbdpo-finetune``) is none
+    either, even where its run.json names the family as ``algo`` (runs written by hand or by older tools)."""
+    from analysis.o2o import family_of  # o2o imports this module
+
+    if runs.empty or "algo" not in runs.columns or "algorithm" not in runs.columns:
+        return []
+    algo = runs["algo"].fillna(runs["algorithm"]).astype(str)
+    paper = algo.map(lambda a: a in PAPER_ALGORITHMS or (family_of(a) or ("",))[0] in PAPER_ALGORITHMS)
+    return sorted(set(runs.loc[~paper, "algorithm"].astype(str)))
 
 
 # --------------------------------------------------------------------------------------------------------- ours
@@ -171,6 +236,7 @@ def load_runs(root: str | Path, expected: Iterable[tuple[str, str, int]] | None 
                                  "does not exist") + " (expected results/runs or --runs DIR)")
     problems: list[dict] = []
     evals, runs, trains = [], [], []
+    facts: dict[str, TaskFacts] = {}  # tasks the registry lacks, from their run files
     offline: list[pd.DataFrame] = []
     offline_runs: list[dict] = []
     run_dirs = find_run_dirs(root)
@@ -199,9 +265,14 @@ def load_runs(root: str | Path, expected: Iterable[tuple[str, str, int]] | None 
             if frame is not None:
                 offline.append(frame)
             continue
-        if _spec(task) is None:
-            problems.append(_problem("unknown_task", run_dir, f"task {task!r} is not a registered task", name, task,
-                                     seed))
+        spec = task_spec(task)
+        recorded = info.get("domain")
+        if spec is None and not (isinstance(recorded, str) and recorded.strip()):
+            # nothing says which domain's tables it belongs to (run.json records the domain of every task the
+            # trainer ran, plug-in tasks included): a misnamed folder as likely as a task
+            problems.append(_problem("unknown_task", run_dir, f"task {task!r} is not a registered task (no task "
+                                     f"plug-in installed here provides it) and run.json records no domain (domain "
+                                     f"{UNKNOWN!r}); not analysed", name, task, seed))
             continue
         eval_path = run_dir / "eval.csv"
         if not eval_path.exists():
@@ -214,6 +285,14 @@ def load_runs(root: str | Path, expected: Iterable[tuple[str, str, int]] | None 
         except (OSError, ValueError, TypeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
             problems.append(_problem("corrupt", eval_path, f"cannot read evaluations: {exc}", name, task, seed))
             continue
+        if spec is None:
+            # a plug-in task whose package is not installed here: analysed with what its run files say, and said
+            known = facts.setdefault(task, run_facts(info, ev))
+            problems.append(_problem("unknown_task", run_dir, f"task {task!r} is not registered here (its task "
+                                     "plug-in is not installed?): analysed with run.json's suite "
+                                     f"{known.suite!r} and domain {known.domain!r}, scored as a {known.metric} task "
+                                     "(eval.csv's success column), its budget run.json's total_env_steps; install "
+                                     "the plug-in for its registered facts", name, task, seed))
         # run.json's facts win over config keys of the same name (config.yaml's device may say "auto")
         meta = {**_flatten(config), "algorithm": name, "algo": info.get("algo", name), "task": task, "seed": seed,
                 "status": info.get("status", ""), "config_hash": info.get("config_hash", ""),
@@ -252,7 +331,7 @@ def load_runs(root: str | Path, expected: Iterable[tuple[str, str, int]] | None 
     evals_df = _concat(evals, EVAL_COLUMNS)
     train_df = _concat(trains)
     if not evals_df.empty:
-        evals_df = _with_task_columns(evals_df)[EVAL_COLUMNS]
+        evals_df = _with_task_columns(evals_df, facts)[EVAL_COLUMNS]
         relabel = _split_mixed_configs(runs_df, problems)
         if relabel:
             for frame in (evals_df, runs_df, train_df):
@@ -260,8 +339,11 @@ def load_runs(root: str | Path, expected: Iterable[tuple[str, str, int]] | None 
                     continue
                 key = list(zip(frame["algorithm"], frame["task"], frame["config_hash"]))
                 frame["algorithm"] = [relabel.get(k, a) for k, a in zip(key, frame["algorithm"])]
+    domains = {t: facts[t].domain if t in facts else task_domain(t) for t in {m["task"] for m in runs}}
+    if not runs_df.empty:
+        runs_df["domain"] = runs_df["task"].map(domains)  # tab. 1 and the ledger's C7 group run times by it
     if not train_df.empty:
-        train_df["domain"] = train_df["task"].map(lambda t: TASKS[t].domain)
+        train_df["domain"] = train_df["task"].map(domains)
     parents = {d.parent.parent.parent for d in run_dirs}  # the runs/ folder, whichever folder was given
     runs_root = parents.pop() if len(parents) == 1 else root
     problems += _missing_runs(evals_df, expected, source_root=runs_root, across_algorithms=False)
@@ -353,7 +435,10 @@ def is_offline_run(info: Mapping) -> bool:
 def preset_parameters(model_size: str, algo: str = "") -> float:
     """Learnable parameters of a size preset for ``algo`` (:data:`MBDPO_PRESET_PARAMETERS` for MBDPO, else the
     world model's :data:`PRESET_PARAMETERS`), NaN for a size the table lacks (a custom size cannot be placed on
-    fig. 6's axis without building the model)."""
+    fig. 6's axis without building the model) and for a plug-in algorithm (``algo`` none of the paper's): its
+    network is its own, so the world model's count would place it on fig. 6's axis by a number it does not have."""
+    if algo and algo not in PAPER_ALGORITHMS:
+        return float("nan")
     table = MBDPO_PRESET_PARAMETERS if algo == "mbdpo" else PRESET_PARAMETERS
     return float(table.get(str(model_size), np.nan))
 

@@ -52,6 +52,7 @@ from analysis.load import (
     load_published,
     load_runs,
     missing_steps,
+    plugin_algorithms,
     values_at,
 )
 from analysis.load import PROBLEM_COLUMNS
@@ -189,6 +190,7 @@ def analyze(out: str | Path, runs: str | Path | None = None, published: str | Pa
 
     online_scaling = None
     o2o_lines: list[str] = []
+    plugins = plugin_algorithms(data.runs)
     if not evals.empty:
         values, dropped_at, early = table_values(evals, at_step)
         steps = values.groupby("domain")["step"].first().to_dict()
@@ -212,11 +214,12 @@ def analyze(out: str | Path, runs: str | Path | None = None, published: str | Pa
         written.append(save(F.performance_profile_plot(profiles), figs / "performance_profiles.png"))
 
         algs = set(values["algorithm"])
-        poi_candidate = candidate if candidate in algs else None
-        if poi_candidate is not None and len(algs) > 1:
-            poi = S.probability_of_improvement(values, poi_candidate, reps=reps, seed=seed)
+        if len(algs) > 1 and (candidate in algs or algs & set(plugins)):
+            poi = improvement_table(values, candidate, plugins, reps=reps, seed=seed)
+            compared = ", ".join(a for a in dict.fromkeys([candidate, *plugins]) if a in algs)
             written += T.write_table(poi, tables / "probability_of_improvement",
-                                     f"P({poi_candidate} > baseline) on the tasks both have, 95% CIs",
+                                     f"P(algorithm > baseline) on the tasks both have, 95% CIs; algorithms: {compared}"
+                                     + (" (plug-in algorithms against every other)" if algs & set(plugins) else ""),
                                      floatfmt=".3f")
             written.append(save(F.probability_of_improvement_plot(poi), figs / "probability_of_improvement.png"))
 
@@ -307,7 +310,7 @@ def analyze(out: str | Path, runs: str | Path | None = None, published: str | Pa
     written.append(T.atomic_write_text(out / "summary.md", _summary(evals, problems, dropped_all, per_domain,
                                                                     written, out, data.step_units, eff_table,
                                                                     banner, offline_lines + o2o_lines,
-                                                                    ledger_lines, task_sets)))
+                                                                    ledger_lines, task_sets, plugins)))
     return AnalysisResult(out, per_domain, problems, dropped_all, written, eff_table, data.step_units)
 
 
@@ -412,6 +415,26 @@ def write_offline(offline: pd.DataFrame, out: Path, save, reps: int = 2000, seed
         written += single_task_scaling("scaling_single_task")
         lines.append("The online model-size sweep is in tables/scaling_single_task.* and figures/scaling_single_task.png.")
     return written, [*lines, ""]
+
+
+POI_COLUMNS = ["algorithm", "baseline", "value", "low", "high", "n_tasks"]
+
+
+def improvement_table(values: pd.DataFrame, candidate: str = "mbdpo", plugins: Iterable[str] = (),
+                      reps: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """tables/probability_of_improvement: P(``candidate`` > every other algorithm), then P(plug-in > every other)
+    for each of ``plugins`` (:func:`analysis.load.plugin_algorithms`) present, so that a plug-in algorithm is
+    compared by the paper's algorithms and against them (P(plug-in > MBDPO) included: what a plug-in's author
+    asks), each pair on the tasks both have (:func:`analysis.stats.probability_of_improvement`). Empty when fewer
+    than two algorithms or none of these is present."""
+    algs = set(values["algorithm"])
+    frames = []
+    if len(algs) > 1:
+        for i, alg in enumerate([a for a in dict.fromkeys([candidate, *sorted(plugins)]) if a in algs]):
+            # its own seed per compared algorithm: the candidate's rows are those of before plug-ins existed
+            frames.append(S.probability_of_improvement(values, alg, reps=reps, seed=seed + 1000 * i))
+    frames = [f for f in frames if not f.empty]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=POI_COLUMNS)
 
 
 def table_values(evals: pd.DataFrame, at_step: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -636,6 +659,17 @@ def task_set_lines(task_sets: pd.DataFrame) -> list[str]:
     return lines
 
 
+def _plugin_lines(plugins: list[str], evals: pd.DataFrame) -> list[str]:
+    """summary.md's line naming the plug-in algorithms read (:func:`analysis.load.plugin_algorithms`) and how they
+    are treated, so a reader of the ledger knows why they are not among its baselines."""
+    present = [p for p in plugins if p in set(evals["algorithm"])]
+    if not present:
+        return []
+    return [f"Plug-in algorithms (run.json `algo` none of the paper's): {', '.join(present)}. Drawn and tabled like "
+            "the paper's, and compared with every other algorithm in tables/probability_of_improvement.*; not "
+            "baselines of the paper's claims (claims.md).", ""]
+
+
 def _not_final(problems: pd.DataFrame) -> list[str]:
     """Lines for the top of summary.md when runs are unfinished or a table is not at the budget end."""
     if problems.empty:
@@ -653,11 +687,12 @@ def _summary(evals: pd.DataFrame, problems: pd.DataFrame, dropped: pd.DataFrame,
              written: list[Path], out: Path, step_units: pd.DataFrame | None = None,
              efficiency: pd.DataFrame | None = None, banner: str | None = None,
              offline_lines: list[str] | None = None, ledger_lines: list[str] | None = None,
-             task_sets: pd.DataFrame | None = None) -> str:
+             task_sets: pd.DataFrame | None = None, plugins: list[str] | None = None) -> str:
     lines = ["# Analysis summary", "", *([f"> **{banner[0].upper() + banner[1:]}.**", ""] if banner else []),
              *(ledger_lines or []),
              (f"Read {evals.groupby(['algorithm', 'task', 'seed']).ngroups} runs of "
              f"{evals['algorithm'].nunique()} algorithm(s) on {evals['task'].nunique()} task(s)."), "",
+             *_plugin_lines(plugins or [], evals),
              *_not_final(problems),
              "## Step units", "",
              "Every step below, in tables and on figure axes, is an **env step** (action repeat included). Sources "

@@ -15,11 +15,20 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from analysis.load import task_spec
 from analysis.units import AGENT, resolve_unit
-from envs.registry import TASKS
+from envs.registry import TaskSpec
 
 # Final normalised score levels per algorithm (0-100), loosely ordered like the paper's figures.
 DEFAULT_LEVELS = {"mbdpo": 90.0, "tdmpc2": 85.0, "dreamerv3": 60.0, "sac": 50.0, "tdmpc": 70.0}
+
+
+def _spec(task: str, specs: Mapping[str, TaskSpec] | None = None) -> TaskSpec:
+    """``task``'s spec: from ``specs`` (a task plug-in's, which need not be installed), else the registry's."""
+    spec = (specs or {}).get(task) or task_spec(task)
+    if spec is None:
+        raise KeyError(f"synthetic: task {task!r} is not registered; pass its TaskSpec in specs")
+    return spec
 
 
 def _curve(rng: np.random.Generator, steps: np.ndarray, level: float, budget: int) -> np.ndarray:
@@ -29,14 +38,16 @@ def _curve(rng: np.random.Generator, steps: np.ndarray, level: float, budget: in
 
 
 def curves(algorithms: Iterable[str], tasks: Iterable[str], seeds: Iterable[int] = (1, 2, 3),
-           points: int = 11, seed: int = 0, levels: dict[str, float] | None = None) -> pd.DataFrame:
-    """A tidy table ``algorithm, task, seed, step, score`` of synthetic learning curves on each task's budget."""
+           points: int = 11, seed: int = 0, levels: dict[str, float] | None = None,
+           specs: Mapping[str, TaskSpec] | None = None) -> pd.DataFrame:
+    """A tidy table ``algorithm, task, seed, step, score`` of synthetic learning curves on each task's budget
+    (``specs``: tasks outside the registry, e.g. a task plug-in's)."""
     rng = np.random.default_rng(seed)
     levels = {**DEFAULT_LEVELS, **(levels or {})}
     rows = []
     for alg in algorithms:
         for task in tasks:
-            spec = TASKS[task]
+            spec = _spec(task, specs)
             level = float(np.clip(levels.get(alg, 60.0) + rng.normal(0, 10), 0, 100))
             steps = np.linspace(0, spec.budget, points).astype(np.int64)
             for s in seeds:
@@ -56,7 +67,7 @@ def write_published(root: str | Path, table: pd.DataFrame, step_units: Mapping[s
     """
     root = Path(root)
     for (alg, task), g in table.groupby(["algorithm", "task"]):
-        spec = TASKS[task]
+        spec = _spec(task)
         folder = root / (f"{alg}-pixels" if spec.obs == "rgb" else alg)
         name = spec.base if spec.obs == "rgb" and spec.base else task
         folder.mkdir(parents=True, exist_ok=True)
@@ -75,13 +86,14 @@ def write_published(root: str | Path, table: pd.DataFrame, step_units: Mapping[s
 
 
 def write_runs(root: str | Path, table: pd.DataFrame, agent: dict | None = None, train_rows: int = 10,
-               name_of: dict[str, str] | None = None) -> Path:
+               name_of: dict[str, str] | None = None, specs: Mapping[str, TaskSpec] | None = None) -> Path:
     """Write ``table`` as run directories ``root/{name}/{task}/{seed}/`` (run.json, config.yaml, eval.csv,
-    train.csv with timing and the cross-TD error / policy drift diagnostics), as the trainer would."""
+    train.csv with timing and the cross-TD error / policy drift diagnostics), as the trainer would (run.json with
+    the task's ``suite`` and ``domain``; ``specs``: tasks outside the registry, e.g. a task plug-in's)."""
     root = Path(root)
     rng = np.random.default_rng(1)
     for (alg, task, seed), g in table.groupby(["algorithm", "task", "seed"]):
-        spec = TASKS[task]
+        spec = _spec(task, specs)
         name = (name_of or {}).get(alg, alg)
         run = root / name / task / str(seed)
         run.mkdir(parents=True, exist_ok=True)
@@ -90,7 +102,8 @@ def write_runs(root: str | Path, table: pd.DataFrame, agent: dict | None = None,
                   "agent": dict(agent or {"model_size": "1.7M"})}
         (run / "config.yaml").write_text(yaml.safe_dump(config))
         info = {"format_version": 2, "status": "finished", "algo": alg, "name": name, "task": task,
-                "seed": int(seed), "config_hash": f"{hash((name, task)) & 0xFFFFFFFFFFFF:012x}",
+                "suite": spec.suite, "domain": spec.domain, "seed": int(seed),
+                "config_hash": f"{hash((name, task)) & 0xFFFFFFFFFFFF:012x}",
                 "env_steps_done": int(steps.max()), "total_env_steps": int(steps.max()),
                 "wall_time_s": float(steps.max()) * rng.uniform(0.005, 0.02)}
         (run / "run.json").write_text(json.dumps(info))

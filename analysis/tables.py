@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from fileio import atomic_write_text as _atomic_write_text
-from analysis.figures import DOMAIN_ORDER, count, display_name, ordered
+from analysis.figures import _domains, count, display_name, domain_key, ordered
 
 PER_DOMAIN_COLUMNS = ["algorithm", "domain", "n_tasks", "step", "mean", "mean_low", "mean_high", "iqm", "iqm_low",
                       "iqm_high", "median", "optimality_gap", "n_runs", "notes"]
@@ -42,16 +42,17 @@ def per_domain_table(intervals: pd.DataFrame, steps: pd.DataFrame | dict[str, in
         known = {v for k, v in step_of.items() if v is not None}
         step_of["All"] = known.pop() if len(known) == 1 else None  # mixed budgets: no single step
     out["step"] = out["domain"].map(step_of).astype("Int64")
-    order = {d: i for i, d in enumerate(DOMAIN_ORDER)}
     alg_order = {a: i for i, a in enumerate(ordered(out["algorithm"]))}
-    out = out.sort_values(["domain", "algorithm"], key=lambda s: s.map(order if s.name == "domain" else alg_order))
+    # a plug-in task's domain (or "?") after the paper's, before All; not NaN-sorted to the end
+    out = out.sort_values(["domain", "algorithm"], key=lambda s: s.map(domain_key) if s.name == "domain"
+                          else s.map(alg_order))
     return out[[c for c in PER_DOMAIN_COLUMNS if c in out.columns]].reset_index(drop=True)
 
 
 def paper_domain_table(per_domain: pd.DataFrame, value: str = "mean", ci: bool = True) -> pd.DataFrame:
     """The paper's layout: domains as rows (with task counts), algorithms as columns, cells ``value [low, high]``."""
     rows = []
-    for domain in [d for d in DOMAIN_ORDER if d in set(per_domain["domain"])]:
+    for domain in _domains(per_domain["domain"]):  # every domain: a plug-in task's too, not only the paper's
         sub = per_domain[per_domain["domain"] == domain]
         row = {"Domain": domain, "#": int(sub["n_tasks"].max())}
         for alg in ordered(per_domain["algorithm"]):
@@ -79,7 +80,8 @@ def training_time_table(runs: pd.DataFrame, train: pd.DataFrame) -> pd.DataFrame
     if runs.empty:
         return pd.DataFrame(columns=["algorithm", "domain", "runs", "ms_per_env_step", "update_ms", "act_ms"])
     r = runs.copy()
-    r["domain"] = r["task"].map(_domain_of)
+    if "domain" not in r.columns:  # load_runs records each run's domain (an unregistered task's from its run.json)
+        r["domain"] = r["task"].map(_domain_of)
     r["ms_per_env_step"] = 1000.0 * pd.to_numeric(r["wall_time_s"], errors="coerce") / \
         pd.to_numeric(r["env_steps_done"], errors="coerce").replace(0, np.nan)
     out = r.groupby(["algorithm", "domain"]).agg(runs=("seed", "size"), ms_per_env_step=("ms_per_env_step", "mean"))
@@ -91,9 +93,9 @@ def training_time_table(runs: pd.DataFrame, train: pd.DataFrame) -> pd.DataFrame
 
 
 def _domain_of(task: str) -> str:
-    from envs.registry import TASKS
+    from analysis.load import task_domain  # a plug-in task's domain when its package is installed, else "?"
 
-    return TASKS[task].domain if task in TASKS else "?"
+    return task_domain(task)
 
 
 def scaling_table(scaling: pd.DataFrame) -> pd.DataFrame:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import os
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -66,3 +70,25 @@ def assert_resumes_bit_for_bit(train_args: list[str], tmp_path: Path, run_subdir
         assert train_rows_without_wall_time(run / "train.csv") == \
             train_rows_without_wall_time(reference / "train.csv")
     return reference
+
+
+@contextlib.contextmanager
+def plugin_sites(monkeypatch) -> Iterator[Callable[[Path], None]]:
+    """``activate(site)`` puts a folder of installed plug-ins on sys.path (and PYTHONPATH, for subprocesses such as
+    Snakemake's jobs) and makes the registries find plug-ins again; on leaving, they forget them and the modules
+    imported from there (the `new-algorithm` packages ``mbdpo_bench_*``, the fake ones ``pl_*``)."""
+    from algorithms.registry import clear_plugin_cache
+
+    root = str(Path(__file__).resolve().parents[1])
+
+    def activate(site: Path) -> None:
+        monkeypatch.syspath_prepend(str(site))
+        monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), root]))
+        clear_plugin_cache()
+
+    try:
+        yield activate
+    finally:
+        clear_plugin_cache()  # found again on next use, after monkeypatch restored sys.path and PYTHONPATH
+        for name in [m for m in sys.modules if m.startswith(("mbdpo_bench_", "pl_"))]:
+            del sys.modules[name]

@@ -24,6 +24,12 @@ RUN_BY_KEY = {run.key: run for run in RUNS}
 MS2_PYTHON = config.get("maniskill2_python")  # venv users: the ManiSkill2 environment's interpreter
 BLOCKED = {run.key: reason for run in RUNS if (reason := _plan.blocked(run, MS2_PYTHON))}
 
+if RUNS:
+    # where each run's time request (resources: runtime) comes from: the cost table of a built-in, a plug-in's own
+    # estimate, or the stated default for an algorithm that gives none (plan._cost)
+    logger.info(f"time requests of the {len(RUNS)} online run(s), by algorithm (workflow/scripts/plan.py):\n"
+                + "\n".join(_plan.cost_lines(RUNS, USE_GPU)))
+
 if OFFLINE_RUNS:
     logger.info(f"{len(OFFLINE_RUNS)} offline run(s); memory estimated before they start "
                 "(algorithms/common/memory.py):\n" + "\n".join(_plan.offline_plan_lines(OFFLINE_RUNS, USE_GPU)))

@@ -15,11 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from algorithms.registry import ALGORITHMS
-from envs.registry import DOMAINS, TASKS, UnknownTaskError, get_task
+from algorithms import plugins
+from algorithms.common.config import ConfigError
+from algorithms.registry import ALGORITHMS, AlgorithmEntry, algorithm_names, get_algorithm, supports_offline
+from envs.registry import DOMAINS, TASKS, UnknownTaskError, all_tasks, get_task
 
 # Algorithms the paper's grid names that are not registered yet: they stay in the grid, a dry run lists them,
-# a job of theirs stops before it starts. An algorithm leaves this list by being added to algorithms/registry.py.
+# a job of theirs stops before it starts. An algorithm leaves this list by being added to algorithms/registry.py
+# (or by an installed plug-in of that name).
 PLANNED_ALGORITHMS: dict[str, str] = {}  # e.g. {"ppo": "PPO is not implemented yet (issue N)"}
 SUITES = ("dmcontrol", "metaworld", "maniskill2", "myosuite")
 COMPLETE_MARKER = "complete.json"
@@ -40,6 +43,17 @@ MS_PER_UPDATE = {
     "1.7M": {"cpu": 1300.0, "gpu": 15.0}, "6M": {"cpu": 4500.0, "gpu": 20.0}, "21M": {"cpu": 18000.0, "gpu": 35.0},
     "54M": {"cpu": 45000.0, "gpu": 60.0}, "340M": {"cpu": 300000.0, "gpu": 200.0},
 }
+
+# An algorithm outside the tables above (a plug-in, or one of PLANNED_ALGORITHMS) is sized, in this order, by the
+# estimate its module provides (algorithms/README.md: COST_MS_PER_ENV_STEP, COST_MS_PER_UPDATE, each {"cpu": ms,
+# "gpu": ms}), else by these defaults. The online default is TD-MPC2's at its default 6M preset, the costliest
+# built-in at the preset a run gets when it names none (SAC is 70x cheaper on a CPU): an unknown algorithm is more
+# likely a model-based one than something cheaper than SAC, and a time request too long only waits longer in the
+# queue, while one too short is killed and resubmitted (resuming, but each attempt queues again). The offline
+# default is the preset's row of MS_PER_UPDATE (6M when the run names none), the measured MBDPO figure.
+DEFAULT_MS_PER_ENV_STEP = MS_PER_ENV_STEP[("tdmpc2", "6M")]
+COST_ATTRIBUTES = {"online": "COST_MS_PER_ENV_STEP", "offline": "COST_MS_PER_UPDATE"}
+COST_TABLE, COST_PLUGIN, COST_DEFAULT = "cost table", "plug-in estimate", "default"
 
 
 class PlanError(ValueError):
@@ -90,17 +104,23 @@ def resolve_tasks(spec: Any, where: str) -> list[str]:
         if not isinstance(item, str):
             raise PlanError(f"{where}: task entries must be names, got {item!r}")
         if item == "all":
+            # the paper's task table: an installed task plug-in does not change the paper's grid; its tasks are
+            # named, or selected by their suite or domain
             out += list(TASKS)
         elif item.startswith("suite:"):
             suite = item.split(":", 1)[1]
-            if suite not in SUITES:
-                raise PlanError(f"{where}: unknown suite {suite!r}; valid: {', '.join(SUITES)}")
-            out += [t for t, s in TASKS.items() if s.suite == suite and s.obs != "rgb"]
+            specs = all_tasks()
+            suites = list(dict.fromkeys([*SUITES, *(s.suite for s in specs)]))
+            if suite not in suites:
+                raise PlanError(f"{where}: unknown suite {suite!r}; valid: {', '.join(suites)}")
+            out += [s.name for s in specs if s.suite == suite and s.obs != "rgb"]
         elif item.startswith("domain:"):
             domain = item.split(":", 1)[1]
-            if domain not in DOMAINS:
-                raise PlanError(f"{where}: unknown domain {domain!r}; valid: {', '.join(DOMAINS)}")
-            out += [t for t, s in TASKS.items() if s.domain == domain]
+            specs = all_tasks()
+            domains = list(dict.fromkeys([*DOMAINS, *(s.domain for s in specs)]))
+            if domain not in domains:
+                raise PlanError(f"{where}: unknown domain {domain!r}; valid: {', '.join(domains)}")
+            out += [s.name for s in specs if s.domain == domain]
         else:
             try:
                 get_task(item)
@@ -110,11 +130,56 @@ def resolve_tasks(spec: Any, where: str) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+def _claimed_plugin_names() -> list[str]:
+    """Algorithm names installed plug-ins claim but cannot use (a clash, a bad name): asked for, each is its
+    package's one line, not "unknown"."""
+    return [problem.name for problem in plugins.sources(frozenset(ALGORITHMS))[1]]
+
+
+def all_algorithms() -> list[str]:
+    """What ``algorithms: [all]`` means: every installed algorithm, the built-ins then the plug-ins, so that a
+    plug-in joins the embedded default grid by being installed. A plug-in that cannot be used is in it too (and
+    stops the plan naming its package): leaving it out would shrink the grid without anyone asking."""
+    return list(dict.fromkeys([*algorithm_names(), *_claimed_plugin_names()]))
+
+
+def _registered(algo: str) -> bool:
+    return algo in ALGORITHMS or algo in algorithm_names()
+
+
 def _check_algo(algo: Any, where: str) -> str:
-    valid = [*ALGORITHMS, *PLANNED_ALGORITHMS]
-    if algo not in valid:
-        raise PlanError(f"{where}: unknown algorithm {algo!r}{_near(str(algo), valid)} (valid: {', '.join(valid)})")
-    return algo
+    """``algo`` if it is a built-in, a usable installed plug-in (imported and checked here) or planned; PlanError
+    otherwise: unknown (near names and the valid ones), or the one line naming a broken plug-in's package."""
+    if isinstance(algo, str) and algo in PLANNED_ALGORITHMS and not _registered(algo):
+        return algo
+    if isinstance(algo, str) and (_registered(algo) or algo in _claimed_plugin_names()):
+        try:
+            get_algorithm(algo)
+        except ConfigError as err:
+            raise PlanError(f"{where}: {plugins.one_line(err)}") from None
+        return algo
+    valid = [*algorithm_names(), *PLANNED_ALGORITHMS]
+    raise PlanError(f"{where}: unknown algorithm {algo!r}{_near(str(algo), valid)} (valid: {', '.join(valid)})")
+
+
+def _offline_capable(algo: str) -> bool:
+    """Whether ``algo`` (already checked) trains offline: its Agent has ``set_task``. A planned one does not yet."""
+    if algo in PLANNED_ALGORITHMS and not _registered(algo):
+        return False
+    return supports_offline(get_algorithm(algo))
+
+
+def offline_algorithms() -> list[str]:
+    """The installed algorithms that train offline (multi-task), built-ins first; plug-ins that cannot be loaded
+    are left out here (asked for by name, they are their package's error)."""
+    out = []
+    for name in algorithm_names():
+        try:
+            if supports_offline(get_algorithm(name)):
+                out.append(name)
+        except ConfigError:
+            continue  # a broken plug-in is not a valid choice to offer; naming it gives its own error line
+    return out
 
 
 def _check_steps(steps: Any, where: str) -> int | None:
@@ -174,9 +239,6 @@ class OfflineRun:
         return {k: _format(v) for k, v in self.overrides}
 
 
-OFFLINE_ALGORITHMS = ("tdmpc2", "mbdpo")
-
-
 def random_datasets(config: dict) -> dict[str, dict[str, Any]]:
     """Dataset folders the workflow writes itself from random-action episodes (rule random_dataset), by folder:
     ``{"tasks": [...], "episodes": N, "seed": S}``. From ``offline.random_datasets`` (``{label: {tasks,
@@ -224,10 +286,12 @@ def expand_offline(config: dict) -> list[OfflineRun]:
         return o2o_pretraining(config)
     where = "offline"
     algos = [_check_algo(a, f"{where}.algorithms") for a in block.get("algorithms") or []]
-    bad = [a for a in algos if a not in OFFLINE_ALGORITHMS]
+    bad = [a for a in algos if not _offline_capable(a)]
     if not algos or bad:
-        raise PlanError(f"{where}.algorithms: give one or more of {', '.join(OFFLINE_ALGORITHMS)} (the multi-task "
+        raise PlanError(f"{where}.algorithms: give one or more of {', '.join(offline_algorithms())} (the multi-task "
                         f"agents), got {block.get('algorithms')!r}")
+    for algo in dict.fromkeys(algos):
+        _cost(algo, "offline", None)  # a malformed plug-in estimate stops here, not in a job's resources
     datasets = block.get("datasets")
     if not isinstance(datasets, dict) or not datasets or not all(isinstance(v, str) and v for v in datasets.values()):
         raise PlanError(f"{where}.datasets: give a mapping of labels to dataset folders (e.g. mt30: data/offline/mt30),"
@@ -321,8 +385,8 @@ def _o2o(config: dict) -> dict | None:
     block = {**O2O_DEFAULTS, **block}
     where = "o2o"
     algos = [_check_algo(a, f"{where}.algorithms") for a in block["algorithms"] or []]
-    if not algos or any(a not in OFFLINE_ALGORITHMS for a in algos):
-        raise PlanError(f"{where}.algorithms: give one or more of {', '.join(OFFLINE_ALGORITHMS)}, got "
+    if not algos or any(not _offline_capable(a) for a in algos):
+        raise PlanError(f"{where}.algorithms: give one or more of {', '.join(offline_algorithms())}, got "
                         f"{block['algorithms']!r}")
     if not isinstance(block.get("dataset"), str) or not block["dataset"]:
         raise PlanError(f"{where}.dataset: the pretraining dataset folder (e.g. data/offline/o2o-pretrain), got "
@@ -398,7 +462,7 @@ def offline_resources(run: OfflineRun, gpu: bool, threads: int | None = None) ->
     memory estimate: on a CPU node the whole estimate is host memory; on a GPU node the host holds a copy of the
     weights and optimiser state when a checkpoint is written, the dataset's index and the interpreter."""
     size = dict(run.overrides).get("agent.model_size", "6M")
-    ms = MS_PER_UPDATE.get(str(size), MS_PER_UPDATE["6M"])["gpu" if gpu else "cpu"]
+    ms = _cost(run.algo, "offline", str(size))[0]["gpu" if gpu else "cpu"]
     runtime = max(10, math.ceil(1.5 * run.steps * ms / 60000))
     memory = offline_memory(run)
     host = (memory.weights + memory.optimiser + memory.framework) if gpu else memory.total
@@ -415,8 +479,10 @@ def offline_plan_lines(runs: list[OfflineRun], gpu: bool) -> list[str]:
             continue
         seen.add((run.name, run.dataset_name))
         res = offline_resources(run, gpu)
+        size = dict(run.overrides).get("agent.model_size", "6M")
         lines.append(f"  {run.name} on {run.dataset_name}: {offline_memory(run).describe()}; requests "
-                     f"mem_mb={res['mem_mb']} runtime={res['runtime']} min" + (" gpu=1" if gpu else ""))
+                     f"mem_mb={res['mem_mb']} runtime={res['runtime']} min" + (" gpu=1" if gpu else "")
+                     + f" (runtime from the {_cost(run.algo, 'offline', str(size))[1]})")
     return lines
 
 
@@ -438,11 +504,12 @@ def expand(config: dict) -> list[Run]:
 
     for i, block in enumerate(config.get("experiments") or []):
         where = f"experiments[{i}]"
-        # `all`: every registered algorithm, so a newly registered one joins without a config change
-        names = [a for item in block.get("algorithms") or [] for a in (ALGORITHMS if item == "all" else [item])]
+        # `all`: every installed algorithm, built in or a plug-in, so a newly registered or installed one joins
+        # without a config change (all_algorithms)
+        names = [a for item in block.get("algorithms") or [] for a in (all_algorithms() if item == "all" else [item])]
         algos = list(dict.fromkeys(_check_algo(a, f"{where}.algorithms") for a in names))
         if not algos:
-            raise PlanError(f"{where}: 'algorithms' must list at least one of {', '.join(ALGORITHMS)}")
+            raise PlanError(f"{where}: 'algorithms' must list at least one of {', '.join(algorithm_names())}")
         tasks = resolve_tasks(block.get("tasks"), f"{where}.tasks")
         seeds = _check_seeds(block.get("seeds"), f"{where}.seeds")
         steps = _check_steps(block.get("steps"), f"{where}.steps")
@@ -479,6 +546,8 @@ def expand(config: dict) -> list[Run]:
                     add(Run(name, algo, task, seed, steps, tuple(sorted(overrides.items()))), where)
     for run in expand_o2o(config):
         add(run, "o2o")
+    for algo in dict.fromkeys(run.algo for run in runs.values()):
+        _cost(algo, "online", None)  # a malformed plug-in estimate stops here, not in a job's resources
     return list(runs.values())
 
 
@@ -490,8 +559,8 @@ def check_overrides(runs: list[Run]) -> None:
 
     seen = set()
     for run in runs:
-        if run.algo not in ALGORITHMS or (run.algo, run.overrides) in seen:
-            continue
+        if not _registered(run.algo) or (run.algo, run.overrides) in seen:
+            continue  # a planned algorithm has no config to build yet
         seen.add((run.algo, run.overrides))
         # init.*: the pretrained checkpoint does not exist before its job ran; the trainer checks it then
         keys = {k: v for k, v in run.overrides_dict().items() if not k.startswith("init.")}
@@ -530,43 +599,117 @@ def blocked(run: Run, maniskill2_python: str | None = None) -> str | None:
     """Why this machine cannot run ``run`` (algorithm not implemented, suite not installed), or None.
 
     ManiSkill2 runs are judged in their own environment when ``maniskill2_python`` names its interpreter."""
-    if run.algo in PLANNED_ALGORITHMS and run.algo not in ALGORITHMS:
+    if run.algo in PLANNED_ALGORITHMS and not _registered(run.algo):
         return f"algorithm {run.algo!r}: {PLANNED_ALGORITHMS[run.algo]}"
     if maniskill2_python and run.task in MANISKILL2_TASKS:
         ok, reason = other_env_availability(maniskill2_python)[run.task]
         return None if ok else reason
     from envs import availability
 
-    ok, reason = availability(TASKS[run.task])
+    ok, reason = availability(get_task(run.task))
     return None if ok else reason
 
 
+def _plugin_entry(algo: str) -> AlgorithmEntry | None:
+    """The plug-in behind ``algo``, loaded; None for a built-in or a planned algorithm (PlanError if broken)."""
+    if algo in ALGORITHMS or not _registered(algo):
+        return None
+    try:
+        return get_algorithm(algo)
+    except ConfigError as err:
+        raise PlanError(plugins.one_line(err)) from None
+
+
+def plugin_estimate(algo: str, mode: str) -> dict[str, float] | None:
+    """The plug-in's own cost estimate for ``mode`` ("online": ms per agent step, "offline": ms per update) from
+    its module's COST_MS_PER_ENV_STEP / COST_MS_PER_UPDATE, or None when it gives none (or ``algo`` is no
+    plug-in). PlanError naming the package when the attribute is not ``{"cpu": ms, "gpu": ms}``."""
+    entry = _plugin_entry(algo)
+    attribute = COST_ATTRIBUTES[mode]
+    value = getattr(entry.load(), attribute, None) if entry is not None else None
+    if value is None:
+        return None
+
+    def fine(x: Any) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
+
+    if not (isinstance(value, dict) and set(value) == {"cpu", "gpu"} and all(map(fine, value.values()))):
+        raise PlanError(f"plug-in package {entry.package} {entry.version}: {entry.module}.{attribute} must be "
+                        f"{{'cpu': ms, 'gpu': ms}} with positive numbers (algorithms/README.md), got {value!r}")
+    return {"cpu": float(value["cpu"]), "gpu": float(value["gpu"])}
+
+
+def _cost(algo: str, mode: str, model_size: str | None) -> tuple[dict[str, float], str]:
+    """ms per agent step (online) or per update (offline) of ``algo`` on CPU and GPU, and where the figures come
+    from: "cost table", "plug-in estimate (...)" or "default (no estimate for ALGO: ...)"."""
+    if mode == "offline":
+        row = MS_PER_UPDATE.get(str(model_size), MS_PER_UPDATE["6M"])
+        if algo in ALGORITHMS:
+            return row, COST_TABLE
+    elif algo in ALGORITHMS:
+        size = model_size or ("6M" if algo != "sac" else None)
+        base_algo = "tdmpc2" if algo in ("mbdpo", "dreamerv3") else algo
+        return MS_PER_ENV_STEP.get((base_algo, size if base_algo != "sac" else None),
+                                   DEFAULT_MS_PER_ENV_STEP if base_algo != "sac"
+                                   else MS_PER_ENV_STEP[("sac", None)]), COST_TABLE
+    else:
+        row = DEFAULT_MS_PER_ENV_STEP
+    estimate = plugin_estimate(algo, mode)
+    attribute = COST_ATTRIBUTES[mode]
+    if estimate is not None:
+        entry = get_algorithm(algo)
+        return estimate, f"{COST_PLUGIN} ({entry.module}.{attribute} of {entry.package})"
+    what = (f"MS_PER_UPDATE's {str(model_size) if str(model_size) in MS_PER_UPDATE else '6M'} row, MBDPO's"
+            if mode == "offline" else "TD-MPC2 6M's, the costliest built-in at its default preset")
+    return row, f"{COST_DEFAULT} (no estimate for {algo}: {what}; a plug-in sets {attribute})"
+
+
+def cost_source(algo: str, mode: str = "online", model_size: str | None = None) -> str:
+    """Where the time requests of ``algo``'s runs come from: "cost table" (a built-in), "plug-in estimate (...)"
+    or "default (no estimate for ALGO: ...)"."""
+    return _cost(algo, mode, model_size)[1]
+
+
+def cost_lines(runs: list[Run], gpu: bool) -> list[str]:
+    """One line per algorithm of the grid for the plan the workflow prints: its runs and where their time requests
+    (``runtime``) come from."""
+    counts: dict[str, int] = {}
+    for run in runs:
+        counts[run.algo] = counts.get(run.algo, 0) + 1
+    figure = "gpu" if gpu else "cpu"
+    lines = []
+    for algo, n in counts.items():
+        cost, source = _cost(algo, "online", None)
+        lines.append(f"  {algo}: {n} run(s), {source}" + ("" if source == COST_TABLE else
+                                                             f": {cost[figure]:g} ms per agent step on {figure}"))
+    return lines
+
+
 def _ms_per_step(algo: str, task: str, model_size: str | None, gpu: bool) -> float:
-    """The cost table's ms per agent step of ``algo`` at ``model_size`` (default 6M) on ``task``'s observations."""
-    spec = TASKS[task]
-    size = model_size or ("6M" if algo != "sac" else None)
-    base_algo = "tdmpc2" if algo in ("mbdpo", "dreamerv3") else algo
-    cost = MS_PER_ENV_STEP.get((base_algo, size if base_algo != "sac" else None),
-                               MS_PER_ENV_STEP[("tdmpc2", "6M")] if base_algo != "sac" else MS_PER_ENV_STEP[("sac", None)])
+    """ms per agent step of ``algo`` at ``model_size`` (default 6M) on ``task``'s observations: the cost table's,
+    a plug-in's estimate or the default (:func:`_cost`)."""
+    spec = get_task(task)
+    cost = _cost(algo, "online", model_size)[0]
     return cost["gpu" if gpu else "cpu"] * (PIXEL_FACTOR if spec.obs == "rgb" else 1.0)
 
 
 def estimated_hours(algo: str, task: str, steps: int, model_size: str | None = None, gpu: bool = False) -> float:
     """Hours of one run of ``steps`` env steps by the cost table, without the scheduler's safety margin (the claims
     ledger's cost of deciding a claim; an estimate from rough per-step costs)."""
-    spec = TASKS[task]
+    spec = get_task(task)
     return steps * _ms_per_step(algo, task, model_size, gpu) / max(spec.action_repeat, 1) / 3.6e6
 
 
 def estimated_offline_hours(algo: str, updates: int, model_size: str, gpu: bool = False) -> float:
-    """Hours of one offline run of ``updates`` gradient updates by :data:`MS_PER_UPDATE` (6M for an unknown size)."""
-    cost = MS_PER_UPDATE.get(str(model_size), MS_PER_UPDATE["6M"])
+    """Hours of one offline run of ``updates`` gradient updates by :data:`MS_PER_UPDATE` (6M for an unknown size),
+    or the plug-in's estimate."""
+    cost = _cost(algo, "offline", str(model_size))[0]
     return updates * cost["gpu" if gpu else "cpu"] / 3.6e6
 
 
 def resources(run: Run, gpu: bool, threads: int | None = None) -> dict[str, Any]:
     """Scheduler hints scaled from the preset and the budget: threads, mem_mb, runtime (minutes), gpu."""
-    spec = TASKS[run.task]
+    spec = get_task(run.task)
     steps = run.steps or spec.budget
     size = run.setting("agent.model_size", "6M" if run.algo != "sac" else None)
     ms = _ms_per_step(run.algo, run.task, size, gpu)
@@ -632,10 +775,10 @@ def packs(runs: list[Run], runs_per_gpu: int, maniskill2_python: str | None = No
     for run in runs:
         if run.task in MANISKILL2_TASKS or blocked(run, maniskill2_python) is not None:
             continue
-        groups.setdefault((run.algo, _preset(run), TASKS[run.task].obs), []).append(run)
+        groups.setdefault((run.algo, _preset(run), get_task(run.task).obs), []).append(run)
     out = []
     for _, members in sorted(groups.items()):
-        members = sorted(members, key=lambda r: (r.steps or TASKS[r.task].budget, r.task, r.name, r.seed))
+        members = sorted(members, key=lambda r: (r.steps or get_task(r.task).budget, r.task, r.name, r.seed))
         for start in range(0, len(members), runs_per_gpu):
             chunk = tuple(members[start:start + runs_per_gpu])
             if len(chunk) > 1:
