@@ -126,7 +126,8 @@ LINESTYLES = ("-", "--", ":", "-.")
 
 def offline_curves_figure(curves: pd.DataFrame, ncols: int = 4) -> Figure:
     """Mean normalised score against gradient updates: one panel per (dataset, algorithm), one line per model size
-    (a sequential colour, smallest lightest, so that "larger is better" reads as a gradient), 95 % CI bands.
+    (a sequential colour, smallest lightest, so that "larger is better" reads as a gradient), 95 % CI bands; each
+    panel's title says how many tasks and runs its bands rest on.
     ``curves`` is :func:`offline_curves`' table.
 
     The legend is shared by the panels, so each entry names its algorithm as well as its size ("MBDPO 1.7M (1.7M
@@ -151,7 +152,10 @@ def offline_curves_figure(curves: pd.DataFrame, ncols: int = 4) -> Figure:
             order[label] = (algorithms.index(alg), sizes.index(size))
             ax.plot(c["step"], c["value"], color=palette[size], ls=styles[alg], marker="o", ms=3, label=label)
             ax.fill_between(c["step"], c["low"], c["high"], color=palette[size], alpha=0.2, lw=0)
-        ax.set_title(f"{F.display_name(alg)}, {dataset}", fontsize=9)
+        # the band's sample size beside it: over 2 tasks of 1 run a 95 % interval spans almost the whole range
+        n_tasks, n_runs = int(sub["n_tasks"].max()), int(sub["n_runs"].max())
+        ax.set_title(f"{F.display_name(alg)}, {dataset}\nbands: 95% CI over {F.count(n_tasks, 'task')} x "
+                     f"{F.count(n_runs, 'run')}", fontsize=9)
         ax.set_xlabel(X_LABEL_UPDATES)
         ax.set_ylabel(Y_LABEL)
         _updates(ax)

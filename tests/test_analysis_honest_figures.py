@@ -124,6 +124,8 @@ def test_offline_legend_tells_algorithms_from_sizes():
                       "TD-MPC2 6M (5.4M params)"]
     lines = {line.get_label(): line for ax in fig.axes for line in ax.get_lines()}
     mbdpo, tdmpc2 = lines["MBDPO 1.7M (1.7M params)"], lines["TD-MPC2 1.7M (1.4M params)"]
+    assert [ax.get_title() for ax in fig.axes if ax.get_lines()] == [
+        f"{name}, mt3\nbands: 95% CI over 3 tasks x 2 runs" for name in ("MBDPO", "TD-MPC2")]
     assert mbdpo.get_color() == tdmpc2.get_color()  # colour = size
     assert mbdpo.get_linestyle() != tdmpc2.get_linestyle()  # line style = algorithm
     styles = {(to_rgb(line.get_color()), line.get_linestyle())

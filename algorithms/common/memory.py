@@ -83,7 +83,7 @@ class MemoryEstimate:
         return self.weights + self.gradients + self.optimiser + self.activations + self.replay + self.framework
 
     def describe(self) -> str:
-        parts = [f"weights {human_bytes(self.weights)} ({self.parameters / 1e6:.1f}M tensors, "
+        parts = [f"weights {human_bytes(self.weights)} ({self.parameters / 1e6:.1f}M parameters, "
                  f"{self.trainable / 1e6:.1f}M trainable)", f"gradients {human_bytes(self.gradients)}",
                  f"Adam {human_bytes(self.optimiser)}", f"activations {human_bytes(self.activations)}"]
         if self.replay:
