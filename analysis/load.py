@@ -138,10 +138,6 @@ def task_domain(task: str) -> str:
     return spec.domain if spec is not None else UNKNOWN
 
 
-def _spec(task: str) -> TaskSpec | None:
-    return task_spec(task)
-
-
 @dataclass(frozen=True)
 class TaskFacts:
     """What the analysis needs of a task the registry does not know, from its run files: run.json's ``suite`` and
@@ -496,14 +492,14 @@ def _read_offline_run(run_dir: Path, info: Mapping, config: Mapping, name: str, 
         problems.append(_problem("unknown_task", eval_path, f"eval.csv has {int((ev['task'] == task).sum())} row(s) "
                                  f"of task {task!r}, which is not one of run.json's tasks {tasks}; left out",
                                  algorithm, task, seed))
-    for task in sorted({t for t in tasks if _spec(t) is None}):
+    for task in sorted({t for t in tasks if task_spec(t) is None}):
         problems.append(_problem("unknown_task", run_dir / "run.json", f"task {task!r} of this offline run is not a "
                                  "registered task; its evaluations are left out", algorithm, task, seed))
     if len(ev):
         for task in [t for t in tasks if t not in set(ev["task"])]:
             problems.append(_problem("missing", eval_path, f"task {task!r} of run.json's tasks has no evaluation",
                                      algorithm, task, seed))
-    ev = ev[ev["task"].isin(tasks) & ev["task"].map(lambda t: _spec(t) is not None)]
+    ev = ev[ev["task"].isin(tasks) & ev["task"].map(lambda t: task_spec(t) is not None)]
     frame = pd.DataFrame({
         "source": "ours", "algorithm": algorithm, "name": name, "dataset": dataset, "model_size": model_size,
         "params": meta["params"], "task": ev["task"], "seed": seed, "step": ev["step"],
@@ -605,7 +601,7 @@ def load_published(root: str | Path, algorithms: Iterable[str] | None = None,
                                      f"--step-unit {folder.name}=env|agent", algorithm))
         for path in sorted(folder.glob("*.csv")):
             task = published_task_name(path.stem, pixels)
-            spec = _spec(task)
+            spec = task_spec(task)
             if spec is None:
                 problems.append(_problem("unknown_task", path, f"{task!r} is not one of the paper's 114 task "
                                          "entries; not analysed", algorithm, task))

@@ -9,6 +9,7 @@ import pandas as pd
 
 from fileio import atomic_write_text as _atomic_write_text
 from analysis.figures import _domains, count, display_name, domain_key, ordered
+from analysis.load import task_domain
 
 PER_DOMAIN_COLUMNS = ["algorithm", "domain", "n_tasks", "step", "mean", "mean_low", "mean_high", "iqm", "iqm_low",
                       "iqm_high", "median", "optimality_gap", "n_runs", "notes"]
@@ -81,7 +82,7 @@ def training_time_table(runs: pd.DataFrame, train: pd.DataFrame) -> pd.DataFrame
         return pd.DataFrame(columns=["algorithm", "domain", "runs", "ms_per_env_step", "update_ms", "act_ms"])
     r = runs.copy()
     if "domain" not in r.columns:  # load_runs records each run's domain (an unregistered task's from its run.json)
-        r["domain"] = r["task"].map(_domain_of)
+        r["domain"] = r["task"].map(task_domain)
     r["ms_per_env_step"] = 1000.0 * pd.to_numeric(r["wall_time_s"], errors="coerce") / \
         pd.to_numeric(r["env_steps_done"], errors="coerce").replace(0, np.nan)
     out = r.groupby(["algorithm", "domain"]).agg(runs=("seed", "size"), ms_per_env_step=("ms_per_env_step", "mean"))
@@ -90,12 +91,6 @@ def training_time_table(runs: pd.DataFrame, train: pd.DataFrame) -> pd.DataFrame
         per_run = train.groupby(["algorithm", "domain", "task", "seed"])[cols].mean()
         out = out.join(per_run.groupby(["algorithm", "domain"]).mean())
     return out.reset_index()
-
-
-def _domain_of(task: str) -> str:
-    from analysis.load import task_domain  # a plug-in task's domain when its package is installed, else "?"
-
-    return task_domain(task)
 
 
 def scaling_table(scaling: pd.DataFrame) -> pd.DataFrame:
